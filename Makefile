@@ -10,7 +10,7 @@ EXAMPLEDIR?=	$(PREFIX)/share/examples/monalpushd
 DESTDIR?=
 
 CC?=		cc
-YACC?=		byacc
+YACC=		byacc
 PKG_CONFIG?=	pkg-config
 
 PKGS=		libevent libtls libnghttp2 expat libunbound libbsd-overlay \
@@ -27,8 +27,8 @@ CPPFLAGS+=	-I. -Icompat $(PKG_CFLAGS) $(DB_CFLAGS) -D_GNU_SOURCE
 LDLIBS+=	$(PKG_LIBS) $(DB_LIBS) -lm
 
 # Objects of the daemon; each process and each concern its own file.
-LIBOBJS=	imsg.o log.o config.o parse.o sandbox.o registry.o apns.o jwt.o
-PROCOBJS=	parent.o control.o logd.o xmppe.o apnse.o proc.o
+LIBOBJS=	imsg.o log.o config.o parse.o sandbox.o registry.o apns.o jwt.o xml.o
+PROCOBJS=	parent.o push.o control.o logd.o xmppe.o apnse.o proc.o appserver.o
 MAINOBJ=	monalpushd.o
 
 # The test build: same sources, plus the forbidden-act handler.
