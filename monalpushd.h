@@ -306,10 +306,11 @@ struct proc_dispatch {
 
 /* proc.c */
 extern struct privsep	*mp_ps;
+extern struct event_base *proc_evbase;
 const char	*proc_name(enum mp_proc);
 void		 proc_fork_children(struct privsep *);
 void		 proc_child_setup(struct privsep *,
-		    const struct proc_dispatch *);
+		    const struct proc_dispatch *, void (*)(struct privsep *));
 void		 proc_listen(struct privsep *, const struct proc_dispatch *);
 void		 proc_dispatch_cb(int, short, void *);
 int		 proc_compose(struct privsep *, enum mp_proc, uint32_t,
@@ -330,6 +331,10 @@ int		 parent_registry_dispatch(struct privsep *, enum mp_proc,
 		    struct imsg *);
 int		 parent_registry_ctl(struct privsep *, uint32_t, struct imsg *);
 
+/* push.c */
+int		 parent_push_dispatch(struct privsep *, enum mp_proc,
+		    struct imsg *);
+
 /* control.c */
 int		 control_init(struct privsep *, const char *);
 void		 control_listen(struct privsep *);
@@ -346,12 +351,64 @@ void		 logd_main(struct privsep *);
 int		 logd_purge(int, time_t, int, uint64_t *);
 int		 logd_filedate(const char *, time_t *);
 
+/* The push path between xmppe, the parent and apnse; peerid = request id. */
+
+struct reg_req {			/* IMSG_REG_REQ, IMSG_UNREG_REQ */
+	char		 rq_jid[JID_MAX + 1];		/* for the log only */
+	char		 rq_domain[DOMAIN_MAX + 1];	/* authenticated */
+	char		 rq_type[8];
+	char		 rq_app[APP_NAME_MAX];		/* "" = default */
+	char		 rq_node[NODE_MAX + 1];
+	char		 rq_token[TOKEN_MAX + 1];
+};
+
+struct reg_res {			/* IMSG_REG_RES, IMSG_UNREG_RES */
+	int32_t		 rs_error;			/* enum reg_error */
+	char		 rs_node[NODE_MAX + 1];
+	uint8_t		 rs_secret[SECRET_LEN];
+	char		 rs_text[128];			/* for bad-request */
+};
+
+struct push_req {			/* IMSG_PUSH_REQ */
+	char		 pq_domain[DOMAIN_MAX + 1];	/* authenticated */
+	char		 pq_jid[JID_MAX + 1];		/* from: domain or JID */
+	char		 pq_node[TOKEN_MAX + 1];	/* node, or the token */
+	char		 pq_app[APP_NAME_MAX];		/* pushModule, "" none */
+	uint8_t		 pq_secret[SECRET_LEN];
+	int32_t		 pq_has_secret;
+	int32_t		 pq_pushtype;		/* PRIO_ALERT or _BACKGROUND */
+};
+
+enum push_outcome {
+	PUSH_OK,			/* result */
+	PUSH_NOT_FOUND,			/* cancel/item-not-found */
+	PUSH_INTERNAL,			/* wait/internal-server-error */
+	PUSH_TIMEOUT,			/* wait/remote-server-timeout */
+	PUSH_RESOURCE			/* wait/resource-constraint */
+};
+
+struct push_res {			/* IMSG_PUSH_RES */
+	int32_t		 ps_outcome;
+};
+
+struct apns_send {			/* IMSG_APNS_SEND */
+	char		 an_app[APP_NAME_MAX];
+	char		 an_token[TOKEN_MAX + 1];
+	int32_t		 an_pushtype;
+};
+
 /* config.c, parse.y: the configuration */
 
 enum app_env		{ APP_ENV_PRODUCTION, APP_ENV_SANDBOX };
 enum app_auth		{ APP_AUTH_NONE, APP_AUTH_CERT, APP_AUTH_TOKEN };
 enum app_priority	{ PRIO_AUTO, PRIO_ALERT, PRIO_BACKGROUND, PRIO_VOIP };
 enum app_mode		{ APP_MODE_REGISTERED, APP_MODE_TOKEN };
+
+#define CONF_LISTEN_PORT	5269	/* when no listen is configured */
+#define CONF_APNS_HOST_PRODUCTION "api.push.apple.com"
+#define CONF_APNS_HOST_SANDBOX	"api.sandbox.push.apple.com"
+#define CONF_APNS_PORT		443
+#define CONF_FILE_MAX		(4 * 1024 * 1024) /* certificate, key, CA */
 
 struct mp_listen {
 	struct sockaddr_storage	 l_ss;
@@ -450,6 +507,7 @@ struct conf_blob {
 /* parse.y */
 struct mp_conf	*parse_config(const char *, int);	/* NULL on errors */
 int		 cmdline_symset(char *);
+void		 parse_errors_to_log(int);	/* 0: stderr (default) */
 
 /* config.c */
 struct mp_conf	*config_new_empty(void);
@@ -520,6 +578,214 @@ void	 sandbox_apnse(void);
 void	 sandbox_logd(const char *);	/* the log directory, chroot-relative */
 int	 sandbox_landlock_abi(void);	/* -1 when the kernel lacks it */
 
+/* xml.c (owned by the XML work; keep to this group) */
+
+/*
+ * One incremental, namespace-aware expat parser per stream.  The stream
+ * header (depth 1) is reported on its own; every depth-2 element is
+ * built into a tree and handed over whole as a stanza.  DOCTYPE, entity
+ * declarations, processing instructions and comments are refused
+ * (restricted-xml); the named bounds are policy-violation.
+ */
+#define XML_NS_STREAM	"http://etherx.jabber.org/streams"
+#define XML_NS_SERVER	"jabber:server"
+#define XML_NS_DIALBACK	"jabber:server:dialback"
+#define XML_NS_XML	"http://www.w3.org/XML/1998/namespace"	/* xml:lang */
+#define XML_TREE_FACTOR	16	/* stanza tree memory per stanza byte */
+#define XML_DEFER_MIN	1024	/* partial token that makes input wait */
+
+enum xml_error {
+	XMLE_NONE,
+	XMLE_NOT_WELL_FORMED,	/* stream error not-well-formed */
+	XMLE_RESTRICTED,	/* restricted-xml */
+	XMLE_POLICY,		/* policy-violation: a bound was crossed */
+	XMLE_INVALID_NS,	/* invalid-namespace (stream header) */
+	XMLE_NOMEM
+};
+
+struct xml_limits {
+	size_t		 xl_stanza_max;		/* bytes of one stanza */
+	int		 xl_depth_max;		/* element depth */
+	int		 xl_attrs_max;		/* attributes per element */
+};
+
+struct xml_attr {
+	char		*xa_ns;			/* "" when none */
+	char		*xa_name;
+	char		*xa_value;
+};
+
+struct xml_node {
+	char			*xn_ns;		/* namespace URI, "" none */
+	char			*xn_name;	/* local name */
+	struct xml_attr		*xn_attrs;
+	int			 xn_nattrs;
+	char			*xn_text;	/* concatenated text, or "" */
+	size_t			 xn_textlen;
+	TAILQ_HEAD(, xml_node)	 xn_children;
+	TAILQ_ENTRY(xml_node)	 xn_entry;
+	struct xml_node		*xn_parent;
+};
+
+struct xml_stream_cb {
+	/* stream header: the root element's attributes, plus its namespace
+	   declarations as attributes "xmlns" and "xmlns:prefix" */
+	void	(*xc_open)(void *, const struct xml_node *);
+	/* a complete stanza; the callee owns it (xml_node_free) */
+	void	(*xc_stanza)(void *, struct xml_node *);
+	/* </stream:stream> */
+	void	(*xc_close)(void *);
+	/* a fatal error: the stream error condition to send */
+	void	(*xc_error)(void *, enum xml_error, const char *);
+};
+
+struct xml_stream;
+
+struct xml_stream *xml_stream_new(const struct xml_limits *,
+		    const struct xml_stream_cb *, void *);
+void		 xml_stream_free(struct xml_stream *);
+/* A new document on the same stream (after STARTTLS or SASL). */
+int		 xml_stream_reset(struct xml_stream *);
+/*
+ * -1 after an error was reported through xc_error; no more feeding.
+ * A callback may reset or free the stream: the rest of the buffer is
+ * then dropped, and feed returns 0 after a reset, -1 after a free.
+ */
+int		 xml_stream_feed(struct xml_stream *, const char *, size_t);
+/* Frees a whole tree; nodes below a root go with their root. */
+void		 xml_node_free(struct xml_node *);
+const char	*xml_node_attr(const struct xml_node *, const char *);
+const char	*xml_node_attr_ns(const struct xml_node *, const char *,
+		    const char *);	/* ns ("" none), name */
+struct xml_node	*xml_node_child(const struct xml_node *, const char *,
+		    const char *);	/* ns (NULL: any), name */
+const char	*xml_error_condition(enum xml_error);	/* RFC 6120 name */
+
+/* Writing: every attribute value and text is escaped here. */
+struct xml_buf {
+	char		*xb_buf;
+	size_t		 xb_len;
+	size_t		 xb_size;
+	int		 xb_error;	/* out of memory or over xb_max */
+	size_t		 xb_max;
+};
+void		 xml_buf_init(struct xml_buf *, size_t);
+void		 xml_buf_free(struct xml_buf *);
+void		 xml_buf_raw(struct xml_buf *, const char *);
+void		 xml_buf_text(struct xml_buf *, const char *);	/* escaped */
+/* <name a1='v1' ...: attrs are name, value pairs ending in NULL;
+   NULL values are skipped; close: 0 leaves it open, 1 "/>" */
+void		 xml_buf_open(struct xml_buf *, const char *, int, ...)
+		    __attribute__((sentinel));
+void		 xml_buf_close(struct xml_buf *, const char *);	/* </name> */
+/* Re-serialise a parsed node (escaping everything). */
+void		 xml_buf_node(struct xml_buf *, const struct xml_node *);
+
+/* end xml.c */
+
+/* s2s.c (owned by the stream work) */
+
+/*
+ * The s2s streams of xmppe on the event base: listeners, STARTTLS and
+ * XEP-0368 direct TLS, SASL EXTERNAL (XEP-0178) and dialback
+ * (XEP-0220, keys per XEP-0185), bidi (XEP-0288), outbound streams
+ * resolved with libunbound.  Stanzas that pass the from/to checks go to
+ * appserver_stanza(); appserver answers through s2s_send().
+ */
+#define S2S_PORT		5269
+#define S2S_QUEUE_MAX		256	/* stanzas waiting per outbound stream */
+#define S2S_WBUF_MAX		(2 * STANZA_MAX_LIMIT) /* unread output */
+#define S2S_READ_CHUNK		16384
+#define S2S_DOMAINS_MAX		64	/* authenticated domains per stream */
+#define S2S_VERIFY_MAX		64	/* dialback checks pending per stream */
+#define S2S_TARGETS_MAX		16	/* SRV targets tried per domain */
+#define S2S_ADDRS_MAX		16	/* addresses tried per target */
+#define S2S_LINGER		3	/* seconds to flush a closing stream */
+#define S2S_ID_LEN		16	/* random bytes of a stream id */
+#define S2S_KEY_HEX		64	/* dialback key: hex HMAC-SHA256 */
+#define S2S_ALPN		"xmpp-server"
+
+enum s2s_dir { S2S_IN, S2S_OUT };
+enum s2s_auth { S2S_AUTH_NONE, S2S_AUTH_EXTERNAL, S2S_AUTH_DIALBACK };
+
+struct s2s_peerinfo {
+	uint64_t	 pi_id;
+	int		 pi_dir;		/* enum s2s_dir */
+	char		 pi_local[DOMAIN_MAX + 1];
+	char		 pi_remote[DOMAIN_MAX + 1];	/* first authenticated */
+	int		 pi_ndomains;		/* authenticated on the stream */
+	char		 pi_addr[ADDR_MAX];	/* "ip port" */
+	char		 pi_tls[16];		/* "" without TLS */
+	int		 pi_auth;		/* enum s2s_auth */
+	int		 pi_bidi;
+	int64_t		 pi_age;		/* seconds */
+	uint64_t	 pi_in;			/* stanzas */
+	uint64_t	 pi_out;
+};
+
+struct s2s_stats {
+	uint32_t	 ss_in;			/* streams open now */
+	uint32_t	 ss_out;
+	uint64_t	 ss_accepted;
+	uint64_t	 ss_refused;		/* over a connection bound */
+	uint64_t	 ss_connects;
+	uint64_t	 ss_connfail;
+	uint64_t	 ss_stanzas_in;
+	uint64_t	 ss_stanzas_out;
+	uint64_t	 ss_dropped;		/* queued stanzas lost */
+};
+
+/* before chroot: libunbound reads resolv.conf and hosts, TLS inits */
+int		 s2s_init(struct event_base *);
+/* on every IMSG_CONF_END; old is NULL the first time; streams stay */
+int		 s2s_conf(struct mp_conf *, struct mp_conf *);
+void		 s2s_shutdown(void);		/* system-shutdown to all */
+int		 s2s_send(const char *, const char *, const char *, size_t);
+void		 s2s_peers(void (*)(const struct s2s_peerinfo *, void *),
+		    void *);
+void		 s2s_getstats(struct s2s_stats *);
+const char	*s2s_auth_name(int);
+/* for unit tests */
+int		 s2s_dialback_key(const uint8_t *, size_t, const char *,
+		    const char *, const char *, char *, size_t);
+int		 s2s_cert_check(const uint8_t *, size_t, const char *,
+		    size_t, const char *, char *, size_t);
+
+/* dns.c: SRV and address lookups for s2s.c on the event base */
+struct dns_srv {
+	char		 dv_host[DOMAIN_MAX + 1];
+	int		 dv_port;
+	int		 dv_prio;
+	int		 dv_weight;
+	int		 dv_tls;		/* from _xmpps-server */
+};
+struct dns_req;
+int		 dns_init(struct event_base *, int);	/* before chroot */
+/* the callbacks come from the event loop; n -1: "." (no service) */
+struct dns_req	*dns_lookup_srv(const char *,
+		    void (*)(void *, struct dns_srv *, int), void *);
+struct dns_req	*dns_lookup_addr(const char *, uint16_t,
+		    void (*)(void *, struct sockaddr_storage *, int), void *);
+void		 dns_cancel(struct dns_req *);
+
+/* end s2s.c */
+
+/* appserver.c */
+struct appserver_stats {
+	uint64_t	 as_stanzas;
+	uint64_t	 as_publishes;
+	uint64_t	 as_replies;
+	uint64_t	 as_errors;
+	uint64_t	 as_pending;
+};
+void		 appserver_stanza(const char *, const char *,
+		    struct xml_node *);		/* local, remote, stanza */
+void		 appserver_message(const char *, const char *,
+		    const struct xml_node *);
+int		 appserver_reply(struct imsg *);
+void		 appserver_getstats(struct appserver_stats *);
+int		 s2s_send(const char *, const char *, const char *, size_t);
+
 /* registry.c (owned by the registry work; keep to this group) */
 
 /*
@@ -539,7 +805,8 @@ int	 sandbox_landlock_abi(void);	/* -1 when the kernel lacks it */
 #define REG_TOKEN_BYTES_MAX	(TOKEN_MAX / 2)
 #define REG_PENDING_MAX		4096	/* buffered timestamp updates */
 #define REG_NODESET_MAX		1024	/* nodes per export, erase, dead token */
-#define REG_CACHE_DEFAULT	(64 * 1024 * 1024)	/* DB_CONFIG overrides */
+#define REG_CACHE_DEFAULT	(512 * 1024 * 1024)	/* grows as used */
+#define REG_PAGESIZE		8192	/* of new database files */
 #define REG_LOG_BUFFER		(1024 * 1024)
 #define REG_LOCKS_MAX		(8 * REG_PENDING_MAX)
 #define REG_CHECKPOINT_INTERVAL	60	/* seconds between checkpoints */
@@ -566,6 +833,7 @@ enum reg_error {
 	REG_ECORRUPT,		/* record does not decode */
 	REG_ENOSPC,		/* disk full: nothing was changed */
 	REG_ENOMEM,
+	REG_EPANIC,		/* environment needs recovery: restart */
 	REG_EDB,		/* other database error, see registry_errmsg */
 	REG_ERR_MAX
 };

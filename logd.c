@@ -1,0 +1,431 @@
+/*
+ * logd: the only process that writes logs.  Chrooted into the log
+ * directory, it appends every process's lines to a daily file named by
+ * the UTC date, and deletes the files older than the retention at start
+ * and every hour.  A write error drops the line, counts it, and the
+ * next line tries to open the file again: logging never stops service.
+ */
+
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "monalpushd.h"
+
+#define LOGD_PREFIX	"monalpush-"
+#define LOGD_SUFFIX	".log"
+#define LOGD_NAMELEN	(sizeof(LOGD_PREFIX) - 1 + 10 + sizeof(LOGD_SUFFIX) - 1)
+
+struct logd {
+	int		 ld_dirfd;
+	int		 ld_fd;
+	char		 ld_day[11];	/* YYYY-MM-DD of ld_fd */
+	int		 ld_retention;
+	struct log_stats ld_stats;
+	struct event	 ld_purge_ev;
+	struct event	 ld_sigterm;
+	struct event	 ld_sigusr1;
+	struct event	 ld_sigusr2;
+};
+
+static struct logd	 logd;
+static enum mp_proc	 logd_source = PROC_LOGD;
+
+static int	logd_dispatch(struct privsep *, enum mp_proc, struct imsg *);
+
+static const struct proc_dispatch logd_dispatch_table[] = {
+	{ PROC_PARENT,	logd_dispatch },
+	{ PROC_XMPPE,	logd_dispatch },
+	{ PROC_APNSE,	logd_dispatch },
+	{ PROC_LOGD,	NULL }
+};
+
+static void
+utc_day(time_t t, char *buf, size_t len)
+{
+	struct tm	 tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%d", &tm);
+}
+
+static void
+utc_stamp(time_t t, char *buf, size_t len)
+{
+	struct tm	 tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * The date of a file logd names, or -1: only those files are ever
+ * touched by the purge.
+ */
+int
+logd_filedate(const char *name, time_t *t)
+{
+	struct tm	 tm;
+	const char	*p;
+
+	if (strlen(name) != LOGD_NAMELEN ||
+	    strncmp(name, LOGD_PREFIX, sizeof(LOGD_PREFIX) - 1) != 0 ||
+	    strcmp(name + LOGD_NAMELEN - (sizeof(LOGD_SUFFIX) - 1),
+	    LOGD_SUFFIX) != 0)
+		return (-1);
+	memset(&tm, 0, sizeof(tm));
+	p = strptime(name + sizeof(LOGD_PREFIX) - 1, "%Y-%m-%d", &tm);
+	if (p == NULL || strcmp(p, LOGD_SUFFIX) != 0)
+		return (-1);
+	*t = timegm(&tm);
+	return (0);
+}
+
+/*
+ * Delete the daily files dated `retention' days before today or
+ * earlier: a file holds the lines of its whole day, so this is what
+ * keeps every line younger than the retention (plus the purge
+ * interval).
+ */
+int
+logd_purge(int dirfd, time_t now, int retention, uint64_t *purged)
+{
+	DIR		*dir;
+	struct dirent	*de;
+	time_t		 fday, today;
+	int		 fd, n = 0;
+
+	today = now - now % 86400;
+	if ((fd = dup(dirfd)) == -1)
+		return (-1);
+	if ((dir = fdopendir(fd)) == NULL) {
+		close(fd);
+		return (-1);
+	}
+	rewinddir(dir);
+	while ((de = readdir(dir)) != NULL) {
+		if (logd_filedate(de->d_name, &fday) == -1)
+			continue;
+		if (fday > today - (time_t)retention * 86400)
+			continue;
+		if (unlinkat(dirfd, de->d_name, 0) == 0) {
+			n++;
+			if (purged != NULL)
+				(*purged)++;
+		}
+	}
+	closedir(dir);
+	return (n);
+}
+
+static void
+logd_purge_cb(int fd, short event, void *arg)
+{
+	struct timeval	 tv = { LOG_PURGE_INTERVAL, 0 };
+	int		 n;
+
+	n = logd_purge(logd.ld_dirfd, time(NULL), logd.ld_retention,
+	    &logd.ld_stats.ls_purged);
+	if (n > 0)
+		log_info("purged %d log file%s older than %d days", n,
+		    n == 1 ? "" : "s", logd.ld_retention);
+	evtimer_add(&logd.ld_purge_ev, &tv);
+}
+
+static int
+logd_open(time_t now)
+{
+	char	 day[sizeof(logd.ld_day)], name[64];
+
+	utc_day(now, day, sizeof(day));
+	if (logd.ld_fd != -1 && strcmp(day, logd.ld_day) == 0)
+		return (0);
+	if (logd.ld_fd != -1)
+		close(logd.ld_fd);
+	snprintf(name, sizeof(name), LOGD_PREFIX "%s" LOGD_SUFFIX, day);
+	logd.ld_fd = openat(logd.ld_dirfd, name,
+	    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (logd.ld_fd == -1)
+		return (-1);
+	strlcpy(logd.ld_day, day, sizeof(logd.ld_day));
+	return (0);
+}
+
+/* Append one finished line; on error drop it and count it. */
+static void
+logd_append(time_t t, const char *line, size_t len)
+{
+	ssize_t	 n;
+
+	logd.ld_stats.ls_lines[logd_source]++;
+	if (logd_open(t) == -1) {
+		logd.ld_stats.ls_dropped[logd_source]++;
+		return;
+	}
+	n = write(logd.ld_fd, line, len);
+	if (n != (ssize_t)len) {
+		/* A short write leaves a torn line; end it. */
+		if (n > 0)
+			(void)write(logd.ld_fd, "\n", 1);
+		logd.ld_stats.ls_dropped[logd_source]++;
+		close(logd.ld_fd);
+		logd.ld_fd = -1;
+	}
+}
+
+static const char *
+level_name(int level)
+{
+	switch (level) {
+	case LOG_LVL_WARN:
+		return ("warning");
+	case LOG_LVL_INFO:
+		return ("info");
+	default:
+		return ("debug");
+	}
+}
+
+static void
+logd_line(const struct log_msg *lm)
+{
+	char	 stamp[32], line[LOG_LINE_MAX + 64];
+	int	 n;
+
+	utc_stamp(lm->lm_time, stamp, sizeof(stamp));
+	n = snprintf(line, sizeof(line), "%s %s %s: %s\n", stamp, lm->lm_proc,
+	    level_name(lm->lm_level), lm->lm_text);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	logd_append(lm->lm_time, line, n);
+}
+
+/*
+ * Privacy events: exactly the fields the policy lists, as key=value
+ * pairs, so that a subject access request can find a JID's lines.
+ */
+static void
+logd_event(const struct log_event *le)
+{
+	char	 stamp[32], line[JID_MAX + NODE_MAX + TOKEN_MAX + 128];
+	int	 n = -1;
+
+	utc_stamp(le->le_time, stamp, sizeof(stamp));
+	switch (le->le_type) {
+	case EV_REGISTER:
+	case EV_UNREGISTER:
+		n = snprintf(line, sizeof(line),
+		    "%s event %s jid=%s node=%s token=%s\n", stamp,
+		    log_event_name(le->le_type), le->le_jid, le->le_node,
+		    le->le_token);
+		break;
+	case EV_PUSH:
+		n = snprintf(line, sizeof(line), "%s event push jid=%s "
+		    "node=%s\n", stamp, le->le_jid, le->le_node);
+		break;
+	case EV_TOKEN_DEAD:
+		n = snprintf(line, sizeof(line), "%s event token-dead "
+		    "node=%s token=%s status=%d\n", stamp, le->le_node,
+		    le->le_token, le->le_status);
+		break;
+	case EV_SAR_ERASE:
+		n = snprintf(line, sizeof(line), "%s event sar-erase jid=%s\n",
+		    stamp, le->le_jid);
+		break;
+	}
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return;
+	logd.ld_stats.ls_events++;
+	logd_append(le->le_time, line, n);
+}
+
+static void
+logd_recv_line(struct imsg *imsg)
+{
+	struct log_msg	 lm;
+	size_t		 len = IMSG_DATA_SIZE(imsg);
+
+	/* Only the used part of lm_text travels; it must end in NUL. */
+	if (len <= offsetof(struct log_msg, lm_text) || len > sizeof(lm))
+		fatalx("%s: bad log message length %zu", __func__, len);
+	memcpy(&lm, imsg->data, len);
+	if (((char *)&lm)[len - 1] != '\0')
+		fatalx("%s: unterminated log message", __func__);
+	IMSG_STR_CHECK(lm.lm_proc);
+	log_sanitize(lm.lm_text);
+	log_sanitize(lm.lm_proc);
+	logd_line(&lm);
+}
+
+static void
+logd_recv_event(struct imsg *imsg)
+{
+	struct log_event	 le;
+
+	IMSG_SIZE_CHECK(imsg, &le);
+	memcpy(&le, imsg->data, sizeof(le));
+	IMSG_STR_CHECK(le.le_jid);
+	IMSG_STR_CHECK(le.le_node);
+	IMSG_STR_CHECK(le.le_token);
+	log_sanitize(le.le_jid);
+	log_sanitize(le.le_node);
+	log_sanitize(le.le_token);
+	logd_event(&le);
+}
+
+static int
+logd_dispatch(struct privsep *ps, enum mp_proc peer, struct imsg *imsg)
+{
+	struct mp_conf	*nconf;
+	int		 v, r;
+
+	logd_source = peer;
+	switch (imsg->hdr.type) {
+	case IMSG_LOG:
+		logd_recv_line(imsg);
+		break;
+	case IMSG_LOG_EVENT:
+		logd_recv_event(imsg);
+		break;
+	case IMSG_LOG_VERBOSE:
+		IMSG_SIZE_CHECK(imsg, &v);
+		memcpy(&v, imsg->data, sizeof(v));
+		log_setverbose(v);
+		break;
+	case IMSG_LOG_STATS_REQ:
+		if (peer != PROC_PARENT)
+			return (-1);
+		proc_compose(ps, PROC_PARENT, IMSG_LOG_STATS,
+		    imsg->hdr.peerid, -1, &logd.ld_stats,
+		    sizeof(logd.ld_stats));
+		break;
+	default:
+		if (peer != PROC_PARENT)
+			return (-1);
+		if ((r = proc_conf_recv(ps, imsg, &nconf)) == -1)
+			return (-1);
+		if (r == 1) {
+			logd.ld_retention = nconf->c_retention;
+			config_free(ps->ps_conf);
+			ps->ps_conf = nconf;
+			logd_purge_cb(-1, 0, NULL);
+		}
+		break;
+	}
+	logd_source = PROC_LOGD;
+	return (0);
+}
+
+/* Take in what the others sent before they went, then go. */
+static void
+logd_drain(struct privsep *ps)
+{
+	struct imsg	 imsg;
+	enum mp_proc	 p;
+	ssize_t		 n;
+
+	for (p = PROC_PARENT; p < PROC_LOGD; p++) {
+		if (!ps->ps_ievok[p])
+			continue;
+		while ((n = imsgbuf_read(&ps->ps_iev[p].ibuf)) > 0)
+			;
+		while (imsg_get(&ps->ps_iev[p].ibuf, &imsg) > 0) {
+			if (imsg.hdr.type == IMSG_LOG ||
+			    imsg.hdr.type == IMSG_LOG_EVENT)
+				(void)logd_dispatch(ps, p, &imsg);
+			imsg_free(&imsg);
+		}
+	}
+}
+
+static void
+logd_sig(int sig, short event, void *arg)
+{
+	struct privsep	*ps = arg;
+
+	switch (sig) {
+	case SIGTERM:
+		ps->ps_exiting = 1;
+		logd_drain(ps);
+		log_info("exiting");
+		exit(0);
+#ifdef MONALPUSHD_TEST
+	case SIGUSR1:
+	case SIGUSR2:
+		proc_test_forbidden(ps, sig);
+		break;
+#endif
+	}
+}
+
+static void
+logd_mkdir(struct privsep *ps, const char *dir)
+{
+	struct stat	 st;
+
+	if (mkdir(dir, 0750) == -1 && errno != EEXIST)
+		fatal("%s: mkdir %s", __func__, dir);
+	if (stat(dir, &st) == -1)
+		fatal("%s: stat %s", __func__, dir);
+	if (!S_ISDIR(st.st_mode))
+		fatalx("%s: %s is not a directory", __func__, dir);
+	if (chown(dir, ps->ps_pw->pw_uid, ps->ps_pw->pw_gid) == -1 ||
+	    chmod(dir, 0750) == -1)
+		fatal("%s: chown %s", __func__, dir);
+}
+
+void
+logd_main(struct privsep *ps)
+{
+	char	 dir[PATH_MAX];
+
+	setproctitle("logd");
+	log_procinit("logd");
+	log_setlocal(logd_line, logd_event);
+	logd.ld_fd = -1;
+	logd.ld_retention = ps->ps_conf->c_retention;
+	strlcpy(dir, ps->ps_conf->c_logdir, sizeof(dir));
+	config_free(ps->ps_conf);
+	ps->ps_conf = NULL;
+
+	logd_mkdir(ps, dir);
+	proc_privdrop(ps, dir);
+	if ((logd.ld_dirfd = open(".", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1)
+		fatal("%s: open log directory", __func__);
+
+	proc_evbase = event_init();
+	signal_set(&logd.ld_sigterm, SIGTERM, logd_sig, ps);
+	signal_add(&logd.ld_sigterm, NULL);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+#ifdef MONALPUSHD_TEST
+	signal_set(&logd.ld_sigusr1, SIGUSR1, logd_sig, ps);
+	signal_set(&logd.ld_sigusr2, SIGUSR2, logd_sig, ps);
+	signal_add(&logd.ld_sigusr1, NULL);
+	signal_add(&logd.ld_sigusr2, NULL);
+#endif
+	evtimer_set(&logd.ld_purge_ev, logd_purge_cb, NULL);
+	proc_listen(ps, logd_dispatch_table);
+	sandbox_logd("/");
+	logd_purge_cb(-1, 0, NULL);
+	log_debug("started, pid %d", getpid());
+
+	event_dispatch();
+	fatalx("%s: event loop ended", __func__);
+}
