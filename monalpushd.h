@@ -899,9 +899,12 @@ const char	*registry_errmsg(struct registry *);
 /*
  * The APNs client of apnse: per app a pool of HTTP/2 connections over
  * libtls on the caller's event base.  Every apns_send() that returns 0
- * gets exactly one callback, also when the app is freed.  Call
- * apns_dns_init() before chroot when an app names a host that is not an
- * IP literal: it reads resolv.conf and /etc/hosts for libunbound.
+ * gets exactly one callback, also when the app is freed; never free an
+ * app from inside its callback.  apns_app_new() copies what it needs
+ * from the mp_app.  Call apns_dns_init() before chroot: it reads
+ * resolv.conf and /etc/hosts for libunbound (hosts that are not IP
+ * literals) and the system CA bundle (apps without a_ca_mem).  The
+ * process must ignore SIGPIPE.
  */
 #define APNS_HOST_PRODUCTION	"api.push.apple.com"
 #define APNS_HOST_SANDBOX	"api.sandbox.push.apple.com"
