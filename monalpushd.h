@@ -794,10 +794,16 @@ int		 s2s_send(const char *, const char *, const char *, size_t);
  * token -> node kept by Berkeley DB itself.  Only the parent opens it.
  * Every function returns REG_OK or one of the codes below;
  * registry_strerror() names them and registry_errmsg() holds the detail
- * of the last database error.
+ * of the last database error.  Registrations, unregistrations, dead-token
+ * deletions and erasures are on disk when the call returns; timestamp
+ * marks wait in memory for registry_flush() (call it every loop turn or
+ * from a short timer) and are written without a log flush.  An operator
+ * may tune Berkeley DB with a DB_CONFIG file in the directory (e.g.
+ * set_cachesize).
  */
 #define REG_DB_NODES		"nodes.db"	/* primary: node -> record */
 #define REG_DB_TOKENS		"tokens.db"	/* secondary: token -> node */
+#define REG_LOCKFILE		"registry.lock"	/* one process at a time */
 #define REG_LAYOUT_VERSION	1	/* first byte of every record */
 #define REG_RECORD_MAX		512	/* largest encoded record */
 #define REG_TYPE_APNS		"apns"
@@ -886,7 +892,7 @@ int		 registry_export(struct registry *, const char **, size_t,
 int		 registry_erase(struct registry *, const char **, size_t,
 		    size_t *);
 int		 registry_checkpoint(struct registry *);
-void		 registry_bulkload(struct registry *, int);
+void		 registry_bulkload(struct registry *, int); /* no log flush */
 int		 registry_check_node(const char *);
 int		 registry_check_token(const char *);
 const char	*registry_strerror(int);
