@@ -178,6 +178,10 @@ enum imsg_type {
 	IMSG_CTL_REG,			/* struct ctl_reg */
 	IMSG_CTL_SHOW_NODE,		/* struct ctl_req (arg = node) */
 	IMSG_CTL_UNREGISTER,		/* struct ctl_req (arg = node) */
+	IMSG_CTL_SHOW_APNS,		/* empty; parent -> apnse too */
+	IMSG_CTL_APNS,			/* struct ctl_apns, one per app */
+	IMSG_CTL_SHOW_PEERS,		/* empty; parent -> xmppe too */
+	IMSG_CTL_PEER,			/* struct ctl_peer, one per stream */
 
 	/* parent -> children: configuration, reset/objects/done */
 	IMSG_CONF_START,		/* struct mp_conf, lists empty */
@@ -264,6 +268,35 @@ struct ctl_reg {
 	int64_t		 cg_renewed;
 	int64_t		 cg_last_success;
 	int64_t		 cg_last_error;
+};
+
+struct ctl_apns {
+	char		 ca_app[APP_NAME_MAX];
+	uint32_t	 ca_conns;
+	uint32_t	 ca_streams;		/* requests in flight */
+	uint32_t	 ca_queue;
+	uint64_t	 ca_requests;
+	uint64_t	 ca_retries;
+	uint64_t	 ca_ok;
+	uint64_t	 ca_dead;
+	uint64_t	 ca_throttled;
+	uint64_t	 ca_operator;
+	uint64_t	 ca_transient;
+	uint64_t	 ca_queue_full;
+	char		 ca_lasterr[128];
+};
+
+struct ctl_peer {
+	char		 cp_domain[DOMAIN_MAX + 1];	/* remote */
+	char		 cp_local[DOMAIN_MAX + 1];
+	char		 cp_addr[ADDR_MAX];
+	int32_t		 cp_outbound;
+	char		 cp_tls[16];			/* "TLSv1.3", "" none */
+	char		 cp_auth[16];			/* external, dialback */
+	int32_t		 cp_bidi;
+	int64_t		 cp_started;
+	uint64_t	 cp_in;				/* stanzas */
+	uint64_t	 cp_out;
 };
 
 enum test_act {
