@@ -213,6 +213,36 @@ apnse_send(struct imsg *imsg)
 	}
 }
 
+/* monalpushctl show apns: one record per app, then the end. */
+static void
+apnse_show(struct privsep *ps, uint32_t id)
+{
+	struct apnse_app	*aa;
+	struct apns_stats	 st;
+	struct ctl_apns		 ca;
+
+	TAILQ_FOREACH(aa, &apnse_apps, aa_entry) {
+		apns_app_stats(aa->aa_apns, &st);
+		memset(&ca, 0, sizeof(ca));
+		strlcpy(ca.ca_app, aa->aa_conf.a_name, sizeof(ca.ca_app));
+		ca.ca_conns = st.as_conns;
+		ca.ca_streams = st.as_streams;
+		ca.ca_queue = st.as_queue;
+		ca.ca_requests = st.as_requests;
+		ca.ca_retries = st.as_retries;
+		ca.ca_ok = st.as_kind[APNS_OK];
+		ca.ca_dead = st.as_kind[APNS_DEAD_TOKEN];
+		ca.ca_throttled = st.as_kind[APNS_THROTTLED];
+		ca.ca_operator = st.as_kind[APNS_OPERATOR];
+		ca.ca_transient = st.as_kind[APNS_TRANSIENT];
+		ca.ca_queue_full = st.as_kind[APNS_QUEUE_FULL];
+		strlcpy(ca.ca_lasterr, st.as_lasterr, sizeof(ca.ca_lasterr));
+		proc_compose(ps, PROC_PARENT, IMSG_CTL_APNS, id, -1, &ca,
+		    sizeof(ca));
+	}
+	proc_compose(ps, PROC_PARENT, IMSG_CTL_END, id, -1, NULL, 0);
+}
+
 static int
 apnse_dispatch_parent(struct privsep *ps, enum mp_proc peer,
     struct imsg *imsg)
@@ -223,6 +253,9 @@ apnse_dispatch_parent(struct privsep *ps, enum mp_proc peer,
 	switch (imsg->hdr.type) {
 	case IMSG_APNS_SEND:
 		apnse_send(imsg);
+		return (0);
+	case IMSG_CTL_SHOW_APNS:
+		apnse_show(ps, imsg->hdr.peerid);
 		return (0);
 	case IMSG_LOG_VERBOSE:
 		IMSG_SIZE_CHECK(imsg, &v);

@@ -226,6 +226,14 @@ control_request(struct ctl_conn *c, struct imsg *imsg)
 		    -1, NULL, 0) == -1)
 			control_fail(c, "logd is not running");
 		break;
+	case IMSG_CTL_SHOW_APNS:
+	case IMSG_CTL_SHOW_PEERS:
+		p = imsg->hdr.type == IMSG_CTL_SHOW_APNS ? PROC_APNSE :
+		    PROC_XMPPE;
+		if (proc_compose(ps, p, imsg->hdr.type, c->cc_id, -1, NULL,
+		    0) == -1)
+			control_fail(c, "the process is not running");
+		break;
 	case IMSG_CTL_RELOAD:
 		if (parent_reload(ps) == 0)
 			imsg_compose_event(&c->cc_iev, IMSG_CTL_OK, 0, 0, -1,

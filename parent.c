@@ -289,6 +289,8 @@ parent_dispatch_child(struct privsep *ps, enum mp_proc peer,
 	case IMSG_CTL_FAIL:
 	case IMSG_CTL_OK:
 	case IMSG_CTL_END:
+	case IMSG_CTL_APNS:
+	case IMSG_CTL_PEER:
 		control_imsg_reply(ps, imsg->hdr.peerid, imsg->hdr.type,
 		    imsg->data, IMSG_DATA_SIZE(imsg));
 		return (0);
@@ -361,9 +363,13 @@ parent_registry_tick(int fd, short event, void *arg)
 	int		 r;
 
 	if (registry_pending(ps->ps_reg) > 0 &&
-	    (r = registry_flush(ps->ps_reg)) != REG_OK)
+	    (r = registry_flush(ps->ps_reg)) != REG_OK) {
+		if (r == REG_EPANIC)
+			fatalx("registration database needs recovery; exiting "
+			    "so that the restart recovers it");
 		log_warnx("registry: timestamp updates: %s",
 		    registry_strerror(r));
+	}
 	if (now - reg_last_checkpoint >= REG_CHECKPOINT_INTERVAL) {
 		reg_last_checkpoint = now;
 		if ((r = registry_checkpoint(ps->ps_reg)) != REG_OK)

@@ -32,13 +32,13 @@ struct ctl_cmd {
 	uint32_t	 cc_type;	/* IMSG_NONE: no such request yet */
 };
 
-/* The peers, apns, stats and sar requests have no message type yet. */
+/* The stats and sar requests have no message type yet. */
 static const struct ctl_cmd ctl_cmds[] = {
 	{ SHOW_STATUS,	"show status",		IMSG_CTL_SHOW_STATUS },
 	{ SHOW_REGS,	"show registrations",	IMSG_CTL_SHOW_REGS },
 	{ SHOW_NODE,	"show node",		IMSG_CTL_SHOW_NODE },
-	{ SHOW_PEERS,	"show peers",		IMSG_NONE },
-	{ SHOW_APNS,	"show apns",		IMSG_NONE },
+	{ SHOW_PEERS,	"show peers",		IMSG_CTL_SHOW_PEERS },
+	{ SHOW_APNS,	"show apns",		IMSG_CTL_SHOW_APNS },
 	{ SHOW_STATS,	"show stats",		IMSG_NONE },
 	{ UNREGISTER,	"unregister",		IMSG_CTL_UNREGISTER },
 	{ RELOAD,	"reload",		IMSG_CTL_RELOAD },
@@ -89,6 +89,9 @@ static void		 show_reg(const struct ctl_cmd *, struct imsg *);
 static void		 show_regcount(struct imsg *);
 static void		 show_regs_end(void);
 static void		 show_ok(const struct ctl_cmd *);
+static void		 show_apns(struct imsg *);
+static void		 show_peer(struct imsg *);
+static void		 show_list_end(const char *, const char *);
 static void		 sanitize(char *);
 static const char	*fmt_time(int64_t, char *, size_t);
 static const char	*fmt_uptime(int64_t, char *, size_t);
@@ -298,6 +301,12 @@ ctl_reply(const struct ctl_cmd *cmd, struct imsg *imsg)
 		case SHOW_NODE:
 			show_regs_end();
 			break;
+		case SHOW_APNS:
+			show_list_end("apps", "no apps configured");
+			break;
+		case SHOW_PEERS:
+			show_list_end("peers", "no streams");
+			break;
 		default:
 			show_ok(cmd);
 			break;
@@ -317,6 +326,16 @@ ctl_reply(const struct ctl_cmd *cmd, struct imsg *imsg)
 		if (cmd->cc_action != SHOW_REGS)
 			break;
 		show_regcount(imsg);
+		return (0);
+	case IMSG_CTL_APNS:
+		if (cmd->cc_action != SHOW_APNS)
+			break;
+		show_apns(imsg);
+		return (0);
+	case IMSG_CTL_PEER:
+		if (cmd->cc_action != SHOW_PEERS)
+			break;
+		show_peer(imsg);
 		return (0);
 	}
 	errx(1, "%s: unexpected reply of type %u", cmd->cc_name,
@@ -793,4 +812,117 @@ json_time(const char *name, int64_t t)
 	json_int(name, t);
 	snprintf(key, sizeof(key), "%s_iso", name);
 	json_str(key, t == 0 ? NULL : fmt_time(t, buf, sizeof(buf)));
+}
+
+/* show apns: one record per app, from apnse. */
+static void
+show_apns(struct imsg *imsg)
+{
+	struct ctl_apns	 ca;
+
+	IMSG_SIZE_CHECK(imsg, &ca);
+	memcpy(&ca, imsg->data, sizeof(ca));
+	IMSG_STR_CHECK(ca.ca_app);
+	IMSG_STR_CHECK(ca.ca_lasterr);
+	nrecords++;
+	if (jflag) {
+		if (nrecords == 1) {
+			json_begin();
+			json_open("apps", '[');
+		}
+		json_open(NULL, '{');
+		json_str("app", ca.ca_app);
+		json_uint("connections", ca.ca_conns);
+		json_uint("in_flight", ca.ca_streams);
+		json_uint("queued", ca.ca_queue);
+		json_uint("requests", ca.ca_requests);
+		json_uint("retries", ca.ca_retries);
+		json_uint("ok", ca.ca_ok);
+		json_uint("dead_token", ca.ca_dead);
+		json_uint("throttled", ca.ca_throttled);
+		json_uint("operator", ca.ca_operator);
+		json_uint("transient", ca.ca_transient);
+		json_uint("queue_full", ca.ca_queue_full);
+		json_str("last_error", ca.ca_lasterr);
+		json_close();
+		return;
+	}
+	sanitize(ca.ca_app);
+	sanitize(ca.ca_lasterr);
+	if (nrecords > 1)
+		printf("\n");
+	printf("app %s\n", ca.ca_app);
+	printf("  connections %u, in flight %u, queued %u\n", ca.ca_conns,
+	    ca.ca_streams, ca.ca_queue);
+	printf("  requests %" PRIu64 ", retries %" PRIu64 "\n",
+	    ca.ca_requests, ca.ca_retries);
+	printf("  ok %" PRIu64 ", dead token %" PRIu64 ", throttled %" PRIu64
+	    ", operator %" PRIu64 ", transient %" PRIu64 ", queue full %"
+	    PRIu64 "\n", ca.ca_ok, ca.ca_dead, ca.ca_throttled,
+	    ca.ca_operator, ca.ca_transient, ca.ca_queue_full);
+	printf("  last error: %s\n", ca.ca_lasterr[0] ? ca.ca_lasterr : "-");
+}
+
+/* show peers: one record per s2s stream, from xmppe. */
+static void
+show_peer(struct imsg *imsg)
+{
+	struct ctl_peer	 cp;
+	char		 age[32];
+
+	IMSG_SIZE_CHECK(imsg, &cp);
+	memcpy(&cp, imsg->data, sizeof(cp));
+	IMSG_STR_CHECK(cp.cp_domain);
+	IMSG_STR_CHECK(cp.cp_local);
+	IMSG_STR_CHECK(cp.cp_addr);
+	IMSG_STR_CHECK(cp.cp_tls);
+	IMSG_STR_CHECK(cp.cp_auth);
+	nrecords++;
+	if (jflag) {
+		if (nrecords == 1) {
+			json_begin();
+			json_open("peers", '[');
+		}
+		json_open(NULL, '{');
+		json_str("domain", cp.cp_domain);
+		json_str("local", cp.cp_local);
+		json_str("address", cp.cp_addr);
+		json_str("direction", cp.cp_outbound ? "out" : "in");
+		json_str("tls", cp.cp_tls);
+		json_str("auth", cp.cp_auth);
+		json_int("bidi", cp.cp_bidi);
+		json_time("started", cp.cp_started);
+		json_uint("stanzas_in", cp.cp_in);
+		json_uint("stanzas_out", cp.cp_out);
+		json_close();
+		return;
+	}
+	sanitize(cp.cp_domain);
+	sanitize(cp.cp_local);
+	sanitize(cp.cp_addr);
+	sanitize(cp.cp_tls);
+	sanitize(cp.cp_auth);
+	if (nrecords == 1)
+		printf("%-28s %-3s %-8s %-9s %-4s %-10s %8s %8s %s\n",
+		    "DOMAIN", "DIR", "TLS", "AUTH", "BIDI", "AGE", "IN", "OUT",
+		    "ADDRESS");
+	fmt_uptime(cp.cp_started, age, sizeof(age));
+	printf("%-28s %-3s %-8s %-9s %-4s %-10s %8" PRIu64 " %8" PRIu64
+	    " %s\n", cp.cp_domain, cp.cp_outbound ? "out" : "in",
+	    cp.cp_tls[0] ? cp.cp_tls : "-", cp.cp_auth[0] ? cp.cp_auth : "-",
+	    cp.cp_bidi ? "yes" : "no", age, cp.cp_in, cp.cp_out, cp.cp_addr);
+}
+
+static void
+show_list_end(const char *name, const char *none)
+{
+	if (jflag) {
+		json_begin();
+		if (nrecords == 0)
+			json_open(name, '[');
+		json_finish();
+		return;
+	}
+	if (nrecords == 0)
+		printf("%s\n", none);
 }
