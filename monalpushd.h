@@ -817,7 +817,6 @@ void		 appserver_message(const char *, const char *,
 		    const struct xml_node *);
 int		 appserver_reply(struct imsg *);
 void		 appserver_getstats(struct appserver_stats *);
-int		 s2s_send(const char *, const char *, const char *, size_t);
 
 /* registry.c (owned by the registry work; keep to this group) */
 

@@ -518,6 +518,8 @@ proc_child_sig(int sig, short event, void *arg)
 	case SIGTERM:
 	case SIGINT:
 		ps->ps_exiting = 1;
+		if (ps->ps_proc == PROC_XMPPE)
+			s2s_shutdown();
 		log_debug("exiting");
 		if (ps->ps_ievok[PROC_LOGD])
 			(void)imsgbuf_flush(&ps->ps_iev[PROC_LOGD].ibuf);
