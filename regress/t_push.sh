@@ -1,0 +1,188 @@
+#!/bin/sh
+# The whole push path on loopback: a scripted user's server (s2speer.py)
+# registers a device over s2s, publishes, and the request reaches the
+# mock APNs with Apple's headers; each APNs outcome maps to the reply and
+# the store as PROTOCOL.md section 5 says; the rate limit coalesces;
+# and nothing beyond the policy's fields reaches the logs or the store.
+. "$(dirname "$0")/lib.sh"
+need_root "push path tests"
+PEER="/usr/bin/python3 $TOP/regress/s2speer.py"
+MOCK=$TOP/regress/mock_apns
+REGTOOL=$TOP/regress/regtool
+
+certs "$T" push.localhost example.test 127.0.0.1 || { fail "test CA"; finish; }
+tok() { printf "$1%.0s" $(seq 1 32); }	# 64 hex characters
+TOK_OK=$(tok a1)
+TOK_DEAD=$(tok d2)
+TOK_OLD=$(tok e3)
+TOK_RATE=$(tok f4)
+TOK_OP=$(tok b5)
+TOK_WAIT=$(tok c6)
+FUTURE=$(( ($(date +%s) + 3600) * 1000 ))
+cat >"$T/script" <<EOF
+$TOK_DEAD 410 $FUTURE
+$TOK_OLD 410 1000
+$TOK_OP 403 BadCertificate
+$TOK_WAIT 500
+* 200
+EOF
+"$MOCK" -p 0 -c "$T/127.0.0.1.pem" -k "$T/127.0.0.1.key" -C "$T/ca.pem" \
+    -r "$T/record.jsonl" -s "$T/script" >"$T/mock.out" 2>&1 &
+PIDS="$PIDS $!"
+wait_for "$T/mock.out" "listening on" || { fail "mock APNs starts"; finish; }
+MOCKPORT=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$T/mock.out")
+
+d=$T/push
+mkdir -p "$d"
+port=$(free_port)
+peerport=$(free_port)
+cat >"$d/monalpush.conf" <<CONF
+listen on 127.0.0.1 port $port
+domain "push.localhost" {
+	certificate "$T/push.localhost.pem"
+	key "$T/push.localhost.key"
+}
+app "monalProdiOS" {
+	topic "G7YU7X7KRJ.SworIM"
+	environment sandbox
+	host "127.0.0.1"
+	port $MOCKPORT
+	certificate "$T/push.localhost.pem" key "$T/push.localhost.key"
+	ca "$T/ca.pem"
+	rate limit 0
+	default
+}
+app "monalRate" {
+	topic "G7YU7X7KRJ.SworIM"
+	environment sandbox
+	host "127.0.0.1"
+	port $MOCKPORT
+	certificate "$T/push.localhost.pem" key "$T/push.localhost.key"
+	ca "$T/ca.pem"
+	rate limit 2
+	mode token
+}
+ca file "$T/ca.pem"
+apns timeout 2
+route "example.test" to 127.0.0.1 port $peerport
+log directory "$d/log"
+database "$d/db"
+control socket "$d/sock"
+CONF
+start_daemon "$d" || { fail "daemon starts"; finish; }
+
+peer() {
+	$PEER connect --host 127.0.0.1 --port "$port" --from example.test \
+	    --to push.localhost --cafile "$T/ca.pem" \
+	    --cert "$T/example.test.pem" --key "$T/example.test.key" \
+	    --auth external --bidi --timeout 10 "$@"
+}
+# field JSONFILE STEP KEY: a field of the first line of a step.
+field() {
+	/usr/bin/python3 -c 'import json, sys
+for l in open(sys.argv[1]):
+    d = json.loads(l)
+    if d.get("step") == sys.argv[2]:
+        print(d.get(sys.argv[3], "")); break' "$@"
+}
+
+peer register node=dev-ok "token=$TOK_OK" >"$T/reg.json"
+secret=$(field "$T/reg.json" register secret)
+check "register: result with a 64-hex secret" \
+    sh -c "echo '$secret' | grep -Eq '^[0-9a-f]{64}$'"
+check "register: status complete" \
+    [ "$(field "$T/reg.json" register status)" = complete ]
+
+BODY="unique-body-$$-$(date +%s)"
+peer publish node=dev-ok "secret=$secret" "body=$BODY" >"$T/pub.json"
+check "publish: result" [ "$(field "$T/pub.json" publish type)" = result ]
+check "the mock received POST /3/device/TOKEN" \
+    grep -q "\"path\":\"/3/device/$TOK_OK\"" "$T/record.jsonl"
+check "alert push: apns-push-type alert, priority 10" \
+    sh -c "grep '$TOK_OK' '$T/record.jsonl' | grep -q '\"apns-push-type\":\"alert\"' &&
+    grep '$TOK_OK' '$T/record.jsonl' | grep -q '\"apns-priority\":\"10\"'"
+check "topic sent" grep -q '"apns-topic":"G7YU7X7KRJ.SworIM"' "$T/record.jsonl"
+check "mutable-content is the number 1" grep -q 'mutable-content\\":1' "$T/record.jsonl"
+check "the body never reaches Apple" sh -c "! grep -q '$BODY' '$T/record.jsonl'"
+peer publish node=dev-ok "secret=$secret" >"$T/pub.json"
+check "background push: push type background, priority 5" \
+    sh -c "grep '$TOK_OK' '$T/record.jsonl' | tail -1 | grep -q '\"apns-push-type\":\"background\"' &&
+    grep '$TOK_OK' '$T/record.jsonl' | tail -1 | grep -q '\"apns-priority\":\"5\"'"
+
+peer publish node=dev-ok "secret=$(tok 00)" >"$T/bad.json"
+check "wrong secret: cancel/item-not-found" \
+    [ "$(field "$T/bad.json" publish condition)" = item-not-found ]
+peer publish node=no-such-node "secret=$secret" >"$T/bad.json"
+check "unknown node: cancel/item-not-found" \
+    [ "$(field "$T/bad.json" publish condition)" = item-not-found ]
+
+# Dead tokens: a 410 newer than the registration deletes it; an older
+# one (the device re-registered since) keeps it.
+peer register node=dev-dead "token=$TOK_DEAD" >"$T/reg2.json"
+s2=$(field "$T/reg2.json" register secret)
+peer publish node=dev-dead "secret=$s2" >"$T/dead.json"
+check "410 newer than the registration: cancel/item-not-found" \
+    [ "$(field "$T/dead.json" publish condition)" = item-not-found ]
+check "410: the registration is deleted" \
+    sh -c "! '$CTL' -s '$d/sock' show node dev-dead >/dev/null 2>&1"
+peer register node=dev-old "token=$TOK_OLD" >"$T/reg3.json"
+s3=$(field "$T/reg3.json" register secret)
+peer publish node=dev-old "secret=$s3" >"$T/old.json"
+check "410 older than the registration: not cancel" \
+    [ "$(field "$T/old.json" publish error_type)" = wait ]
+check "410 older than the registration: registration kept" \
+    sh -c "'$CTL' -s '$d/sock' show node dev-old >/dev/null"
+
+# Operator-side and transient failures never say cancel.
+peer register node=dev-op "token=$TOK_OP" >"$T/reg4.json"
+peer publish node=dev-op "secret=$(field "$T/reg4.json" register secret)" >"$T/op.json"
+check "403 credentials: wait/internal-server-error" \
+    [ "$(field "$T/op.json" publish condition)" = internal-server-error ]
+check "403: an operator alert is logged" grep -q "operator alert" "$d/stderr"
+peer register node=dev-wait "token=$TOK_WAIT" >"$T/reg5.json"
+peer publish node=dev-wait "secret=$(field "$T/reg5.json" register secret)" >"$T/wait.json"
+check "500 every time: wait/remote-server-timeout after retries" \
+    [ "$(field "$T/wait.json" publish condition)" = remote-server-timeout ]
+check "500: retried (more than one request reached the mock)" \
+    [ "$(grep -c "$TOK_WAIT" "$T/record.jsonl")" -gt 1 ]
+
+# Token mode with a rate limit: the first goes at once, the rest of the
+# interval is coalesced into one request, every IQ answered.
+peer publish "node=$TOK_RATE" push-module=monalRate publish "node=$TOK_RATE" \
+    push-module=monalRate publish "node=$TOK_RATE" push-module=monalRate \
+    >"$T/rate.json"
+check "rate limit: all three IQs answered with result" \
+    [ "$(grep -c '"type": *"result"' "$T/rate.json")" -eq 3 ]
+n=0
+while [ $n -lt 50 ] && [ "$(grep -c "$TOK_RATE" "$T/record.jsonl")" -lt 2 ]; do
+	sleep 0.1; n=$((n + 1))
+done
+check "rate limit: three publishes, two APNs requests (one coalesced)" \
+    [ "$(grep -c "$TOK_RATE" "$T/record.jsonl")" -eq 2 ]
+
+# Unregister, then the node is gone.
+peer unregister node=dev-ok >"$T/unreg.json"
+check "unregister: result" [ "$(field "$T/unreg.json" unregister type)" = result ]
+peer publish node=dev-ok "secret=$secret" >"$T/gone.json"
+check "publish after unregister: item-not-found" \
+    [ "$(field "$T/gone.json" publish condition)" = item-not-found ]
+out=$("$CTL" -s "$d/sock" show apns)
+check "show apns counts the outcomes" sh -c "echo \"\$1\" | grep -q 'dead token 2'" x "$out"
+
+kill -TERM "$DPID"; wait "$DPID"
+
+# Privacy: the logs hold the policy's events; no secret, body or key
+# anywhere on disk under the daemon's directories.
+logs=$(cat "$d"/log/monalpush-*.log)
+check "log: register event with JID, node and token" \
+    sh -c "echo \"\$1\" | grep -q 'event register jid=user@example.test node=dev-ok token=$TOK_OK'" x "$logs"
+check "log: push event" sh -c "echo \"\$1\" | grep -q 'event push jid=example.test node=dev-ok'" x "$logs"
+check "log: token-dead event" sh -c "echo \"\$1\" | grep -q 'event token-dead node=dev-dead token=$TOK_DEAD status=410'" x "$logs"
+for s in "$secret" "$s2" "$s3" "$BODY"; do
+	check "nothing on disk holds ${s%${s#????????}}..." \
+	    sh -c "! grep -rqa '$s' '$d/log' '$d/db' '$d/stderr'"
+done
+keyline=$(sed -n 2p "$T/push.localhost.key")
+check "no private key material in logs or store" \
+    sh -c "! grep -rqaF '$keyline' '$d/log' '$d/db'"
+finish
