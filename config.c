@@ -222,6 +222,7 @@ config_print(FILE *fp, const struct mp_conf *conf)
 	const struct mp_domain	*d;
 	const struct mp_app	*a;
 	const struct mp_route	*r;
+	int			 i;
 
 	print_kv(fp, "", "user", conf->c_user);
 	print_kv(fp, "", "chroot", conf->c_chroot);
@@ -232,6 +233,9 @@ config_print(FILE *fp, const struct mp_conf *conf)
 	print_kv(fp, "", "ca file", conf->c_cafile);
 	fprintf(fp, "starttls %s\n",
 	    conf->c_starttls_required ? "required" : "optional");
+	for (i = 0; i < DNS_ZONES_MAX && conf->c_dns_zones[i][0] != '\0'; i++)
+		fprintf(fp, "dns transparent zone \"%s\"\n",
+		    conf->c_dns_zones[i]);
 	fputc('\n', fp);
 	fprintf(fp, "max stanza size %zu\n", conf->c_stanza_max);
 	fprintf(fp, "max xml depth %d\n", conf->c_xml_depth);

@@ -67,7 +67,7 @@ static void	 dns_done(struct dns_req *);
 static int	 dns_name(const uint8_t *, size_t, size_t *, char *, size_t);
 
 int
-dns_init(struct event_base *base, int testzone)
+dns_init(struct event_base *base)
 {
 	dns_base = base;
 	if ((dns_ub = ub_ctx_create_event(base)) == NULL) {
@@ -78,11 +78,35 @@ dns_init(struct event_base *base, int testzone)
 		log_warnx("%s: cannot read resolv.conf", __func__);
 	if (ub_ctx_hosts(dns_ub, NULL) != 0)
 		log_warnx("%s: cannot read hosts", __func__);
-	/* unbound answers NXDOMAIN for test. unless told (RFC 6761) */
-	if (testzone && ub_ctx_set_option(dns_ub, "local-zone:",
-	    "test. transparent") != 0)
-		log_warnx("%s: cannot make test. resolvable", __func__);
 	return (0);
+}
+
+/*
+ * unbound answers NXDOMAIN for the names RFC 6761 reserves (test. and
+ * others) unless told otherwise; libunbound takes options only until its
+ * first query, so a change on reload needs a restart.
+ */
+void
+dns_zones(const struct mp_conf *conf, int first)
+{
+	char	 zone[DOMAIN_MAX + 2 + sizeof(" transparent")];
+	int	 i;
+
+	for (i = 0; i < DNS_ZONES_MAX && conf->c_dns_zones[i][0] != '\0';
+	    i++) {
+		if (!first) {
+			log_warnx("dns transparent zone %s: takes effect at "
+			    "the next start", conf->c_dns_zones[i]);
+			continue;
+		}
+		snprintf(zone, sizeof(zone), "%s%s transparent",
+		    conf->c_dns_zones[i],
+		    conf->c_dns_zones[i][strlen(conf->c_dns_zones[i]) - 1] ==
+		    '.' ? "" : ".");
+		if (ub_ctx_set_option(dns_ub, "local-zone:", zone) != 0)
+			log_warnx("%s: cannot make %s resolvable", __func__,
+			    conf->c_dns_zones[i]);
+	}
 }
 
 static struct dns_req *

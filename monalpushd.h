@@ -44,6 +44,7 @@
 #define COLLAPSE_MAX		64	/* apns-collapse-id */
 #define ADDR_MAX		256	/* a listen or route address */
 #define USER_MAX		32
+#define DNS_ZONES_MAX		4	/* dns transparent zone */
 #define CONF_PATH_MAX		1024	/* a path in the configuration: keeps
 					   struct mp_conf within one imsg */
 #define LOG_LINE_MAX		4096	/* one operational log line */
@@ -510,6 +511,7 @@ struct mp_conf {
 	uint8_t			*c_ca_mem;
 	size_t			 c_ca_len;
 	int			 c_starttls_required;
+	char			 c_dns_zones[DNS_ZONES_MAX][DOMAIN_MAX + 1];
 	size_t			 c_stanza_max;
 	int			 c_xml_depth;
 	int			 c_xml_attrs;
@@ -793,7 +795,8 @@ struct dns_srv {
 	int		 dv_tls;		/* from _xmpps-server */
 };
 struct dns_req;
-int		 dns_init(struct event_base *, int);	/* before chroot */
+int		 dns_init(struct event_base *);	/* before chroot */
+void		 dns_zones(const struct mp_conf *, int);
 /* the callbacks come from the event loop; n -1: "." (no service) */
 struct dns_req	*dns_lookup_srv(const char *,
 		    void (*)(void *, struct dns_srv *, int), void *);

@@ -125,6 +125,7 @@ static void	 app_begin(char *);
 static void	 app_end(int);
 static void	 app_auth(int);
 static void	 route_add(char *, char *, int64_t);
+static void	 dns_zone_add(const char *);
 static int	 numeric_addr(const char *, char *, size_t);
 static int	 strict_addr(const char *);
 
@@ -132,12 +133,12 @@ static int	 strict_addr(const char *);
 %}
 
 %token	ALERT APP APNS ATTRIBUTES AUTO BACKGROUND CA CERTIFICATE CHROOT
-%token	COLLAPSE CONNECTIONS CONTROL DATABASE DEFAULT DEPTH DIRECTORY DOMAIN
+%token	COLLAPSE CONNECTIONS CONTROL DATABASE DEFAULT DEPTH DIRECTORY DNS DOMAIN
 %token	ENVIRONMENT EXPIRATION FILENAME HANDSHAKE HOST IDLE INCLUDE KEY KEYID
 %token	LIMIT LISTEN LOG MAX MODE MUTABLE NO ON OPTIONAL PEER PER PORT
 %token	PRIORITY PRODUCTION QUEUE RATE REGISTERED REQUIRED RETENTION ROUTE
 %token	SANDBOX SIZE SOCKET STANZA STARTTLS TEAMID TIMEOUT TLS TO TOKEN
-%token	TOPIC USER VOIP XML YES ERROR
+%token	TOPIC TRANSPARENT USER VOIP XML YES ZONE ERROR
 %token	<v.string>	STRING
 %token	<v.number>	NUMBER
 %type	<v.number>	yesno priority optls
@@ -235,6 +236,10 @@ main		: USER STRING			{
 			set_path(conf->c_cafile, sizeof(conf->c_cafile), $3,
 			    "ca file");
 			free($3);
+		}
+		| DNS TRANSPARENT ZONE STRING	{
+			dns_zone_add($4);
+			free($4);
 		}
 		| STARTTLS REQUIRED		{
 			conf->c_starttls_required = 1;
@@ -480,6 +485,39 @@ route		: ROUTE STRING TO STRING PORT NUMBER {
 
 %%
 
+/*
+ * Names RFC 6761 reserves (test., invalid., ...) get NXDOMAIN from
+ * libunbound itself; a private deployment or a test network may ask for
+ * them to be looked up like any other zone.
+ */
+static void
+dns_zone_add(const char *zone)
+{
+	size_t	 i;
+
+	if (*zone == '\0' || strlen(zone) > DOMAIN_MAX ||
+	    strspn(zone, "abcdefghijklmnopqrstuvwxyz0123456789-.") !=
+	    strlen(zone)) {
+		yyerror("dns transparent zone \"%s\": not a lowercase DNS "
+		    "name", zone);
+		return;
+	}
+	for (i = 0; i < DNS_ZONES_MAX; i++) {
+		if (conf->c_dns_zones[i][0] == '\0') {
+			strlcpy(conf->c_dns_zones[i], zone,
+			    sizeof(conf->c_dns_zones[i]));
+			return;
+		}
+		if (strcmp(conf->c_dns_zones[i], zone) == 0) {
+			yyerror("dns transparent zone \"%s\" given twice",
+			    zone);
+			return;
+		}
+	}
+	yyerror("more than %d dns transparent zones", DNS_ZONES_MAX);
+}
+
+
 struct keywords {
 	const char	*k_name;
 	int		 k_val;
@@ -503,6 +541,7 @@ static const struct keywords keywords[] = {
 	{ "default",		DEFAULT },
 	{ "depth",		DEPTH },
 	{ "directory",		DIRECTORY },
+	{ "dns",		DNS },
 	{ "domain",		DOMAIN },
 	{ "environment",	ENVIRONMENT },
 	{ "expiration",		EXPIRATION },
@@ -544,10 +583,12 @@ static const struct keywords keywords[] = {
 	{ "to",			TO },
 	{ "token",		TOKEN },
 	{ "topic",		TOPIC },
+	{ "transparent",	TRANSPARENT },
 	{ "user",		USER },
 	{ "voip",		VOIP },
 	{ "xml",		XML },
-	{ "yes",		YES }
+	{ "yes",		YES },
+	{ "zone",		ZONE }
 };
 
 static int

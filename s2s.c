@@ -2130,18 +2130,13 @@ s2s_getstats(struct s2s_stats *st)
 int
 s2s_init(struct event_base *base)
 {
-	int	 testzone = 0;
-
 	s2s_base = base;
 	if (tls_init() == -1) {
 		log_warnx("%s: tls_init failed", __func__);
 		return (-1);
 	}
 	arc4random_buf(s2s_secret, sizeof(s2s_secret));
-#ifdef MONALPUSHD_TEST
-	testzone = getenv("MONALPUSHD_TEST_DNS_ZONE") != NULL;
-#endif
-	return (dns_init(base, testzone));
+	return (dns_init(base));
 }
 
 static struct tls_config *
@@ -2227,6 +2222,9 @@ s2s_conf(struct mp_conf *old, struct mp_conf *conf)
 	X509_STORE		*st = NULL;
 	int			 rv = -1;
 
+	if (old == NULL || memcmp(old->c_dns_zones, conf->c_dns_zones,
+	    sizeof(conf->c_dns_zones)) != 0)
+		dns_zones(conf, old == NULL);
 	TAILQ_FOREACH(d, &conf->c_domains, d_entry) {
 		if ((sd = calloc(1, sizeof(*sd))) == NULL)
 			goto fail;
