@@ -1491,7 +1491,8 @@ STEP_HELP = """steps (after the connect options; key=value arguments):
   register node=N token=T [type=apns] [from=JID] [to=J] [form-type=F]
                                       v1-register-push; prints node, secret
   unregister node=N [type=apns] [from=JID] [to=J]
-  publish node=N [secret=S] [push-module=M] [body=TEXT] [from=J] [to=J]
+  publish node=N [secret=S] [push-module=M] [body=TEXT] [sender=JID]
+          [from=J] [to=J]
                                       XEP-0357 publish; body= adds a summary
   message to=J body=TEXT [from=JID]   a <message/>; prints its id
   iq type=get|set xml=PAYLOAD [to=J] [from=J]   any IQ
@@ -1654,9 +1655,12 @@ def _run_step(s, peer, name, kw, timeout):
 		return s.unregister(kw.get("node"), kw.get("type", "apns"), to=to,
 		    from_=frm, timeout=t)
 	if name == "publish":
+		summary = None
+		if "sender" in kw:
+			summary = {"last-message-sender": kw["sender"]}
 		return s.publish(kw["node"], secret=kw.get("secret"),
 		    push_module=kw.get("push-module"), body=kw.get("body"),
-		    to=to, from_=frm, timeout=t)
+		    summary=summary, to=to, from_=frm, timeout=t)
 	if name == "message":
 		i = s.message(to or s.to_domain, kw.get("body", ""), from_=frm)
 		return {"type": "sent", "id": i}

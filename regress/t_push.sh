@@ -94,7 +94,9 @@ check "register: status complete" \
     [ "$(field "$T/reg.json" register status)" = complete ]
 
 BODY="unique-body-$$-$(date +%s)"
-peer publish node=dev-ok "secret=$secret" "body=$BODY" >"$T/pub.json"
+SENDER="romeo-$$@montague.example"
+peer publish node=dev-ok "secret=$secret" "body=$BODY" "sender=$SENDER" \
+    >"$T/pub.json"
 check "publish: result" [ "$(field "$T/pub.json" publish type)" = result ]
 check "the mock received POST /3/device/TOKEN" \
     grep -q "\"path\":\"/3/device/$TOK_OK\"" "$T/record.jsonl"
@@ -104,6 +106,7 @@ check "alert push: apns-push-type alert, priority 10" \
 check "topic sent" grep -q '"apns-topic":"G7YU7X7KRJ.SworIM"' "$T/record.jsonl"
 check "mutable-content is the number 1" grep -q 'mutable-content\\":1' "$T/record.jsonl"
 check "the body never reaches Apple" sh -c "! grep -q '$BODY' '$T/record.jsonl'"
+check "the sender never reaches Apple" sh -c "! grep -q '$SENDER' '$T/record.jsonl'"
 peer publish node=dev-ok "secret=$secret" >"$T/pub.json"
 check "background push: push type background, priority 5" \
     sh -c "grep '$TOK_OK' '$T/record.jsonl' | tail -1 | grep -q '\"apns-push-type\":\"background\"' &&
@@ -178,11 +181,12 @@ check "log: register event with JID, node and token" \
     sh -c "echo \"\$1\" | grep -q 'event register jid=user@example.test node=dev-ok token=$TOK_OK'" x "$logs"
 check "log: push event" sh -c "echo \"\$1\" | grep -q 'event push jid=example.test node=dev-ok'" x "$logs"
 check "log: token-dead event" sh -c "echo \"\$1\" | grep -q 'event token-dead node=dev-dead token=$TOK_DEAD status=410'" x "$logs"
-for s in "$secret" "$s2" "$s3" "$BODY"; do
-	check "nothing on disk holds ${s%${s#????????}}..." \
-	    sh -c "! grep -rqa '$s' '$d/log' '$d/db' '$d/stderr'"
-done
-keyline=$(sed -n 2p "$T/push.localhost.key")
-check "no private key material in logs or store" \
-    sh -c "! grep -rqaF '$keyline' '$d/log' '$d/db'"
+check "nothing of the secrets, body or sender on the daemon's stderr" \
+    sh -c "! grep -qaE '$secret|$s2|$s3|$BODY|$SENDER' '$d/stderr'"
+# Every record decoded independently into exactly the policy's fields,
+# every log line of a known kind with exactly its fields, and no secret,
+# body, sender or private key line anywhere on disk.
+/usr/bin/python3 "$TOP/regress/privacy_check.py" "$d/db" "$d/log" \
+    "$secret" "$s2" "$s3" "$BODY" "$SENDER" \
+    "$(sed -n 2p "$T/push.localhost.key")" "$(sed -n 2p "$T/example.test.key")"
 finish
