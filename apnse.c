@@ -247,8 +247,6 @@ static int
 apnse_dispatch_parent(struct privsep *ps, enum mp_proc peer,
     struct imsg *imsg)
 {
-	struct mp_conf	*nconf;
-	int		 v, r;
 
 	switch (imsg->hdr.type) {
 	case IMSG_APNS_SEND:
@@ -257,17 +255,8 @@ apnse_dispatch_parent(struct privsep *ps, enum mp_proc peer,
 	case IMSG_CTL_SHOW_APNS:
 		apnse_show(ps, imsg->hdr.peerid);
 		return (0);
-	case IMSG_LOG_VERBOSE:
-		IMSG_SIZE_CHECK(imsg, &v);
-		memcpy(&v, imsg->data, sizeof(v));
-		log_setverbose(v);
-		return (0);
 	}
-	if ((r = proc_conf_recv(ps, imsg, &nconf)) == -1)
-		return (-1);
-	if (r == 1)
-		apnse_conf_apply(ps, nconf);
-	return (0);
+	return (proc_dispatch_common(ps, imsg, apnse_conf_apply));
 }
 
 /* Before the chroot: libunbound reads resolv.conf and hosts here. */

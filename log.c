@@ -70,8 +70,8 @@ log_procname(void)
 	return (log_proc);
 }
 
-static const char *
-level_name(int level)
+const char *
+log_level_name(int level)
 {
 	switch (level) {
 	case LOG_LVL_WARN:
@@ -125,7 +125,7 @@ vlog(int level, const char *fmt, va_list ap)
 	vsnprintf(lm.lm_text, sizeof(lm.lm_text), fmt, ap);
 	log_sanitize(lm.lm_text);
 	if (log_debug_stderr) {
-		fprintf(stderr, "%s %s: %s\n", lm.lm_proc, level_name(level),
+		fprintf(stderr, "%s %s: %s\n", lm.lm_proc, log_level_name(level),
 		    lm.lm_text);
 		fflush(stderr);
 	}

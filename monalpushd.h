@@ -214,6 +214,18 @@ enum imsg_type {
 	IMSG_APNS_SEND,
 	IMSG_APNS_RESULT,
 
+	/* GDPR subject access (sar.c) */
+	IMSG_CTL_SAR_REQUEST,		/* struct ctl_req (arg = JID) */
+	IMSG_CTL_SAR_EXPORT,		/* struct ctl_req (arg = JID) */
+	IMSG_CTL_SAR_ERASE,		/* struct ctl_req (arg = JID) */
+	IMSG_CTL_SAR,			/* struct ctl_sar: the code */
+	IMSG_CTL_SAR_LINE,		/* char[]: one log line */
+	IMSG_CTL_SAR_ERASED,		/* struct ctl_sar_erased */
+	IMSG_SAR_VERIFY,		/* struct sar_verify, xmppe -> parent */
+	IMSG_SAR_SEARCH,		/* struct sar_search, parent -> logd */
+	IMSG_SAR_LINE,			/* char[], logd -> parent */
+	IMSG_SAR_END,			/* struct sar_end, logd -> parent */
+
 	/* test builds only: ask a child to try a forbidden act */
 	IMSG_TEST_FORBIDDEN,		/* int act */
 	IMSG_TEST_RESULT,		/* struct test_result */
@@ -353,6 +365,8 @@ void		 proc_conf_send(struct privsep *, enum mp_proc);
 int		 proc_conf_recv(struct privsep *, struct imsg *,
 		    struct mp_conf **);
 void		 proc_privdrop(struct privsep *, const char *);
+int		 proc_dispatch_common(struct privsep *, struct imsg *,
+		    void (*)(struct privsep *, struct mp_conf *));
 void		 proc_test_forbidden(struct privsep *, int);
 
 /* parent.c */
@@ -593,6 +607,7 @@ void	 log_setlocal(void (*)(const struct log_msg *),
 	    void (*)(const struct log_event *));	/* logd itself */
 void	 log_event(const struct log_event *);
 const char *log_event_name(int);
+const char *log_level_name(int);
 const char *log_procname(void);
 void	 log_sanitize(char *);
 void	 log_msg_errno(int, const char *, int);
@@ -820,6 +835,62 @@ void		 appserver_message(const char *, const char *,
 		    const struct xml_node *);
 int		 appserver_reply(struct imsg *);
 void		 appserver_getstats(struct appserver_stats *);
+
+/* sar.c */
+
+/*
+ * GDPR subject access (PROTOCOL.md section 6): the parent keeps the
+ * one-time codes, in memory only; xmppe passes on what a message to
+ * gdpr@DOMAIN carries; logd searches its files for a JID's event lines;
+ * the parent adds the registrations those lines name.  Neither a code
+ * nor a message body is ever logged.
+ */
+#define SAR_LOCALPART		"gdpr"	/* users write to gdpr@DOMAIN */
+#define SAR_CODE_LEN		16	/* base32 characters: 80 bits */
+#define SAR_CODE_MAX		64	/* a code as it travels, normalised */
+#define SAR_CODE_SHOWN		(SAR_CODE_LEN + SAR_CODE_LEN / 4)
+#define SAR_EXPIRY		(24 * 3600)	/* seconds a code, and then
+						   a verification, is good */
+#define SAR_PENDING_MAX		1024	/* JIDs with a code or verified */
+#define SAR_TRIES_MAX		5	/* wrong codes before it is void */
+#define SAR_SEARCH_MAX		8	/* log searches at a time */
+#define SAR_LINE_MAX		8192	/* one log line, newline excluded */
+#define SAR_FILES_MAX		64	/* log files one search reads */
+
+struct ctl_sar {			/* IMSG_CTL_SAR */
+	char		 sr_jid[JID_MAX + 1];
+	char		 sr_to[JID_MAX + 1];		/* gdpr@DOMAIN */
+	char		 sr_code[SAR_CODE_SHOWN + 1];	/* XXXX-XXXX-... */
+	int64_t		 sr_expires;
+};
+
+struct ctl_sar_erased {			/* IMSG_CTL_SAR_ERASED */
+	uint64_t	 se_lines;		/* log lines that named the JID */
+	uint64_t	 se_erased;		/* registrations deleted */
+};
+
+struct sar_verify {			/* IMSG_SAR_VERIFY */
+	char		 sv_jid[JID_MAX + 1];		/* bare sender */
+	char		 sv_code[SAR_CODE_MAX + 1];	/* normalised body */
+};
+
+struct sar_search {			/* IMSG_SAR_SEARCH; peerid = search */
+	char		 sh_jid[JID_MAX + 1];
+};
+
+struct sar_end {			/* IMSG_SAR_END */
+	uint64_t	 sn_lines;		/* IMSG_SAR_LINE sent */
+	uint32_t	 sn_files;		/* log files read */
+	uint32_t	 sn_errors;		/* files that could not be read */
+};
+
+void		 sar_ctl(struct privsep *, uint32_t, struct imsg *);
+int		 parent_sar_dispatch(struct privsep *, enum mp_proc,
+		    struct imsg *);
+/* the value of field name= of an event line, or -1 */
+int		 sar_line_field(const char *, const char *, char *, size_t);
+
+/* end sar.c */
 
 /* registry.c (owned by the registry work; keep to this group) */
 

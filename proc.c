@@ -509,6 +509,31 @@ proc_conf_recv(struct privsep *ps, struct imsg *imsg, struct mp_conf **out)
 	return (0);
 }
 
+/*
+ * What every child takes from the parent alike: the log level and its
+ * part of the configuration.  -1 when the message is neither.
+ */
+int
+proc_dispatch_common(struct privsep *ps, struct imsg *imsg,
+    void (*apply)(struct privsep *, struct mp_conf *))
+{
+	struct mp_conf	*nconf;
+	int32_t		 v;
+	int		 r;
+
+	if (imsg->hdr.type == IMSG_LOG_VERBOSE) {
+		IMSG_SIZE_CHECK(imsg, &v);
+		memcpy(&v, imsg->data, sizeof(v));
+		log_setverbose(v);
+		return (0);
+	}
+	if ((r = proc_conf_recv(ps, imsg, &nconf)) == -1)
+		return (-1);
+	if (r == 1)
+		apply(ps, nconf);
+	return (0);
+}
+
 static void
 proc_child_sig(int sig, short event, void *arg)
 {

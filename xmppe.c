@@ -93,9 +93,7 @@ static int
 xmppe_dispatch_parent(struct privsep *ps, enum mp_proc peer,
     struct imsg *imsg)
 {
-	struct mp_conf		*nconf;
 	struct peer_walk	 pw;
-	int			 v, r;
 
 	if (appserver_reply(imsg) == 0)
 		return (0);
@@ -107,17 +105,8 @@ xmppe_dispatch_parent(struct privsep *ps, enum mp_proc peer,
 		proc_compose(ps, PROC_PARENT, IMSG_CTL_END, pw.pw_id, -1,
 		    NULL, 0);
 		return (0);
-	case IMSG_LOG_VERBOSE:
-		IMSG_SIZE_CHECK(imsg, &v);
-		memcpy(&v, imsg->data, sizeof(v));
-		log_setverbose(v);
-		return (0);
 	}
-	if ((r = proc_conf_recv(ps, imsg, &nconf)) == -1)
-		return (-1);
-	if (r == 1)
-		xmppe_conf_apply(ps, nconf);
-	return (0);
+	return (proc_dispatch_common(ps, imsg, xmppe_conf_apply));
 }
 
 /* Before the chroot: libunbound reads resolv.conf and hosts here. */
