@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "monalpushd.h"
@@ -48,6 +49,7 @@ struct as_pending {
 	char			 ap_to[JID_MAX + 1];	/* the IQ's from */
 	char			 ap_id[AS_ID_MAX + 1];
 	char			 ap_node[NODE_MAX + 1];
+	uint64_t		 ap_stream;	/* the request came on it */
 };
 
 static int
@@ -66,6 +68,7 @@ static struct appserver_stats	 as_stats;
 
 /* The addressing of a reply: from our domain to the IQ's sender. */
 struct as_iq {
+	uint64_t	 iq_stream;
 	const char	*iq_local;
 	const char	*iq_remote;
 	const char	*iq_from;
@@ -81,8 +84,8 @@ as_send(const struct as_iq *iq, struct xml_buf *xb)
 		return;
 	}
 	as_stats.as_replies++;
-	if (s2s_send(iq->iq_local, iq->iq_remote, xb->xb_buf, xb->xb_len) ==
-	    -1)
+	if (s2s_send_on(iq->iq_stream, iq->iq_local, iq->iq_remote,
+	    xb->xb_buf, xb->xb_len) == -1)
 		log_warnx("%s: cannot send a reply to %s", __func__,
 		    iq->iq_remote);
 }
@@ -245,6 +248,7 @@ as_pending_new(const struct as_iq *iq, uint32_t type, const char *node)
 	strlcpy(ap->ap_remote, iq->iq_remote, sizeof(ap->ap_remote));
 	strlcpy(ap->ap_to, iq->iq_from, sizeof(ap->ap_to));
 	strlcpy(ap->ap_id, iq->iq_id, sizeof(ap->ap_id));
+	ap->ap_stream = iq->iq_stream;
 	if (node != NULL)
 		strlcpy(ap->ap_node, node, sizeof(ap->ap_node));
 	RB_INSERT(pending_tree, &as_pending, ap);
@@ -465,6 +469,7 @@ appserver_stanza(const char *local, const char *remote,
 		return;
 	}
 	type = xml_node_attr(stanza, "type");
+	iq.iq_stream = s2s_current();
 	iq.iq_local = local;
 	iq.iq_remote = remote;
 	iq.iq_from = xml_node_attr(stanza, "from");
@@ -480,11 +485,48 @@ appserver_stanza(const char *local, const char *remote,
 	xml_node_free(stanza);
 }
 
-/* The GDPR confirmation message comes with issue 6; nothing yet. */
+/*
+ * The GDPR confirmation (PROTOCOL.md section 6): a message to
+ * gdpr@LOCAL from a JID of the authenticated domain.  What its body
+ * says goes to the parent, which knows the codes, and nowhere else:
+ * never to a log.  Blanks and dashes are dropped and letters raised,
+ * so the code may be typed as it was printed or not.
+ */
 void
 appserver_message(const char *local, const char *remote,
     const struct xml_node *stanza)
 {
+	struct sar_verify	 sv;
+	struct xml_node		*body;
+	const char		*to, *from, *type, *domain, *p;
+	char			 bare[JID_MAX + 1];
+	size_t			 n, len;
+
+	to = xml_node_attr(stanza, "to");
+	from = xml_node_attr(stanza, "from");
+	type = xml_node_attr(stanza, "type");
+	if (to == NULL || from == NULL || strlen(to) > JID_MAX ||
+	    strlen(from) > JID_MAX || (type != NULL &&
+	    strcmp(type, "error") == 0))
+		return;
+	bare_jid(to, bare, sizeof(bare));
+	len = sizeof(SAR_LOCALPART) - 1;
+	if (strncasecmp(bare, SAR_LOCALPART "@", len + 1) != 0 ||
+	    strcasecmp(bare + len + 1, local) != 0)
+		return;
+	memset(&sv, 0, sizeof(sv));
+	bare_jid(from, sv.sv_jid, sizeof(sv.sv_jid));
+	domain = (p = strchr(sv.sv_jid, '@')) != NULL ? p + 1 : sv.sv_jid;
+	if (strcasecmp(domain, remote) != 0 ||
+	    (body = xml_node_child(stanza, XML_NS_SERVER, "body")) == NULL)
+		return;
+	/* Too long to be a code: cut, so it cannot match. */
+	for (p = body->xn_text, n = 0; *p != '\0' && n < SAR_CODE_MAX; p++)
+		if (!isspace((unsigned char)*p) && *p != '-')
+			sv.sv_code[n++] = toupper((unsigned char)*p);
+	proc_compose(mp_ps, PROC_PARENT, IMSG_SAR_VERIFY, 0, -1, &sv,
+	    sizeof(sv));
+	explicit_bzero(&sv, sizeof(sv));
 }
 
 static void
@@ -610,6 +652,7 @@ appserver_reply(struct imsg *imsg)
 		    imsg->hdr.peerid);
 	RB_REMOVE(pending_tree, &as_pending, ap);
 	as_npending--;
+	iq.iq_stream = ap->ap_stream;
 	iq.iq_local = ap->ap_local;
 	iq.iq_remote = ap->ap_remote;
 	iq.iq_from = ap->ap_to;

@@ -194,6 +194,7 @@ static struct mp_conf			*s2s_cf;
 static struct s2s_server		*s2s_srv;
 static X509_STORE			*s2s_store;
 static uint64_t				 s2s_nextid = 1;
+static uint64_t		 s2s_current_id;	/* stanza being handled */
 static int				 s2s_nconns;
 static struct s2s_stats			 s2s_st;
 static uint8_t				 s2s_secret[S2S_SECRET_LEN];
@@ -1620,7 +1621,16 @@ s2s_stanza_in(struct s2s_conn *c, struct xml_node *n)
 	s2s_timer(c, s2s_cf->c_idle_timeout);
 	log_debug("s2s in %s: %s from %s to %s", c->sc_addr, n->xn_name,
 	    fdom, sd->sd_name);
+	s2s_current_id = c->sc_id;
 	appserver_stanza(sd->sd_name, ad->ad_remote, n);
+	s2s_current_id = 0;
+}
+
+/* The stream the stanza being handled came in on; 0 outside of one. */
+uint64_t
+s2s_current(void)
+{
+	return (s2s_current_id);
 }
 
 static void
@@ -2054,7 +2064,19 @@ s2s_timer_cb(int fd, short ev, void *arg)
 int
 s2s_send(const char *local, const char *remote, const char *buf, size_t len)
 {
-	struct s2s_conn		*c;
+	return (s2s_send_on(0, local, remote, buf, len));
+}
+
+/*
+ * A reply goes back on the bidi stream its request came in on (id)
+ * while that stream lives, so a peer sees its answers in order on one
+ * stream; else on any bidi stream from that domain, else on our own.
+ */
+int
+s2s_send_on(uint64_t id, const char *local, const char *remote,
+    const char *buf, size_t len)
+{
+	struct s2s_conn		*c = NULL, key;
 	struct s2s_domain	*sd;
 	struct s2s_qent		*qe;
 	char			 rdom[DOMAIN_MAX + 1];
@@ -2063,11 +2085,20 @@ s2s_send(const char *local, const char *remote, const char *buf, size_t len)
 	    strlcpy(rdom, remote, sizeof(rdom)) >= sizeof(rdom))
 		return (-1);
 	s2s_lower(rdom);
-	TAILQ_FOREACH(c, &s2s_conns, sc_entry)
-		if (c->sc_dir == S2S_IN && c->sc_bidi &&
+	if (id != 0) {
+		key.sc_id = id;
+		c = RB_FIND(s2s_tree, &s2s_byid, &key);
+		if (c != NULL && !(c->sc_dir == S2S_IN && c->sc_bidi &&
 		    !(c->sc_flags & (SC_DEAD | SC_CLOSING)) &&
-		    s2s_authed(c, rdom, sd->sd_name))
-			break;
+		    s2s_authed(c, rdom, sd->sd_name)))
+			c = NULL;
+	}
+	if (c == NULL)
+		TAILQ_FOREACH(c, &s2s_conns, sc_entry)
+			if (c->sc_dir == S2S_IN && c->sc_bidi &&
+			    !(c->sc_flags & (SC_DEAD | SC_CLOSING)) &&
+			    s2s_authed(c, rdom, sd->sd_name))
+				break;
 	if (c == NULL && (c = s2s_out_get(sd->sd_name, rdom)) == NULL)
 		return (-1);
 	if (c->sc_flags & SC_DEAD)

@@ -10,7 +10,7 @@ PEER="/usr/bin/python3 $TOP/regress/s2speer.py"
 MOCK=$TOP/regress/mock_apns
 REGTOOL=$TOP/regress/regtool
 
-certs "$T" push.localhost example.test 127.0.0.1 || { fail "test CA"; finish; }
+certs "$T" push.localhost example.test other.test 127.0.0.1 || { fail "test CA"; finish; }
 tok() { printf "$1%.0s" $(seq 1 32); }	# 64 hex characters
 TOK_OK=$(tok a1)
 TOK_DEAD=$(tok d2)
@@ -18,12 +18,14 @@ TOK_OLD=$(tok e3)
 TOK_RATE=$(tok f4)
 TOK_OP=$(tok b5)
 TOK_WAIT=$(tok c6)
+TOK_GONE=$(tok 9a)
 FUTURE=$(( ($(date +%s) + 3600) * 1000 ))
 cat >"$T/script" <<EOF
 $TOK_DEAD 410 $FUTURE
 $TOK_OLD 410 1000
 $TOK_OP 403 BadCertificate
 $TOK_WAIT 500
+$TOK_GONE 410
 * 200
 EOF
 "$MOCK" -p 0 -c "$T/127.0.0.1.pem" -k "$T/127.0.0.1.key" -C "$T/ca.pem" \
@@ -118,6 +120,25 @@ check "wrong secret: cancel/item-not-found" \
 peer publish node=no-such-node "secret=$secret" >"$T/bad.json"
 check "unknown node: cancel/item-not-found" \
     [ "$(field "$T/bad.json" publish condition)" = item-not-found ]
+# The registration belongs to example.test: another server, even with
+# the right secret, gets item-not-found and no push goes out.
+n0=$(grep -c "$TOK_OK" "$T/record.jsonl")
+$PEER connect --host 127.0.0.1 --port "$port" --from other.test \
+    --to push.localhost --cafile "$T/ca.pem" --cert "$T/other.test.pem" \
+    --key "$T/other.test.key" --auth external --bidi --timeout 10 \
+    publish node=dev-ok "secret=$secret" >"$T/other.json"
+check "publish from another domain: cancel/item-not-found" \
+    [ "$(field "$T/other.json" publish condition)" = item-not-found ]
+check "publish from another domain: nothing sent to APNs" \
+    [ "$(grep -c "$TOK_OK" "$T/record.jsonl")" -eq "$n0" ]
+# show peers while a stream is open.
+peer ping sleep secs=10 >"$T/ping.json" 2>&1 &
+PPID_=$!
+wait_for "$T/ping.json" '"step": "ping"'
+out=$("$CTL" -s "$d/sock" show peers)
+kill "$PPID_" 2>/dev/null; wait "$PPID_" 2>/dev/null
+check "show peers: example.test inbound, external, bidi" \
+    sh -c "echo \"\$1\" | grep -Eq '^example.test +in +TLSv1\.[23] +external +yes'" x "$out"
 
 # Dead tokens: a 410 newer than the registration deletes it; an older
 # one (the device re-registered since) keeps it.
@@ -162,6 +183,20 @@ while [ $n -lt 50 ] && [ "$(grep -c "$TOK_RATE" "$T/record.jsonl")" -lt 2 ]; do
 done
 check "rate limit: three publishes, two APNs requests (one coalesced)" \
     [ "$(grep -c "$TOK_RATE" "$T/record.jsonl")" -eq 2 ]
+
+# Token mode: a dead token is blocked; the next publish is refused
+# without asking Apple again.
+peer publish "node=$TOK_GONE" push-module=monalRate >"$T/gone1.json"
+check "token mode, 410: cancel/item-not-found" \
+    [ "$(field "$T/gone1.json" publish condition)" = item-not-found ]
+peer publish "node=$TOK_GONE" push-module=monalRate >"$T/gone2.json"
+check "token mode, blocked token: item-not-found again" \
+    [ "$(field "$T/gone2.json" publish condition)" = item-not-found ]
+check "token mode, blocked token: Apple asked only once" \
+    [ "$(grep -c "$TOK_GONE" "$T/record.jsonl")" -eq 1 ]
+peer publish "node=$TOK_OK" push-module=no-such-app >"$T/mod.json"
+check "token mode, unknown pushModule: item-not-found" \
+    [ "$(field "$T/mod.json" publish condition)" = item-not-found ]
 
 # Unregister, then the node is gone.
 peer unregister node=dev-ok >"$T/unreg.json"
