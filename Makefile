@@ -29,7 +29,7 @@ LDLIBS+=	$(PKG_LIBS) $(DB_LIBS) -lm
 # Objects of the daemon; each process and each concern its own file.
 LIBOBJS=	imsg.o log.o config.o parse.o sandbox.o registry.o apns.o jwt.o xml.o
 PROCOBJS=	parent.o push.o control.o logd.o xmppe.o apnse.o proc.o \
-		appserver.o s2s.o dns.o
+		appserver.o s2s.o dns.o sar.o
 MAINOBJ=	monalpushd.o
 
 # The test build: same sources, plus the forbidden-act handler.

@@ -256,6 +256,11 @@ control_request(struct ctl_conn *c, struct imsg *imsg)
 		log_info("log level set to %s", v ? "verbose" : "brief");
 		imsg_compose_event(&c->cc_iev, IMSG_CTL_OK, 0, 0, -1, NULL, 0);
 		break;
+	case IMSG_CTL_SAR_REQUEST:
+	case IMSG_CTL_SAR_EXPORT:
+	case IMSG_CTL_SAR_ERASE:
+		sar_ctl(ps, c->cc_id, imsg);
+		break;
 	default:
 		if (parent_registry_ctl(ps, c->cc_id, imsg) == -1)
 			control_fail(c, "request not supported by this daemon");

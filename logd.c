@@ -4,6 +4,9 @@
  * the UTC date, and deletes the files older than the retention at start
  * and every hour.  A write error drops the line, counts it, and the
  * next line tries to open the file again: logging never stops service.
+ * It is also the only reader: a subject access request has it search
+ * its files for the privacy events of one JID, a bounded slice per turn
+ * of the event loop, so logging goes on meanwhile.
  */
 
 #include <sys/types.h>
@@ -17,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +29,21 @@
 #define LOGD_PREFIX	"monalpush-"
 #define LOGD_SUFFIX	".log"
 #define LOGD_NAMELEN	(sizeof(LOGD_PREFIX) - 1 + 10 + sizeof(LOGD_SUFFIX) - 1)
+#define LOGD_SEARCH_STEP	1024	/* lines read per loop turn */
+#define LOGD_SEARCH_QUEUE	256	/* messages queued to the parent */
+#define LOGD_SEARCH_WAIT_MS	10	/* while the parent catches up */
+
+/* One subject access search: the files in date order, one at a time. */
+struct logd_search {
+	TAILQ_ENTRY(logd_search) lq_entry;
+	uint32_t		 lq_id;		/* the parent's search id */
+	char			 lq_jid[JID_MAX + 1];
+	char			 lq_files[SAR_FILES_MAX][LOGD_NAMELEN + 1];
+	size_t			 lq_nfiles;
+	size_t			 lq_next;
+	FILE			*lq_fp;
+	struct sar_end		 lq_end;
+};
 
 struct logd {
 	int		 ld_dirfd;
@@ -36,6 +55,9 @@ struct logd {
 	struct event	 ld_sigterm;
 	struct event	 ld_sigusr1;
 	struct event	 ld_sigusr2;
+	struct event	 ld_search_ev;
+	TAILQ_HEAD(, logd_search) ld_searches;
+	size_t		 ld_nsearches;
 };
 
 static struct logd	 logd;
@@ -183,19 +205,6 @@ logd_append(time_t t, const char *line, size_t len)
 	}
 }
 
-static const char *
-level_name(int level)
-{
-	switch (level) {
-	case LOG_LVL_WARN:
-		return ("warning");
-	case LOG_LVL_INFO:
-		return ("info");
-	default:
-		return ("debug");
-	}
-}
-
 static void
 logd_line(const struct log_msg *lm)
 {
@@ -204,7 +213,7 @@ logd_line(const struct log_msg *lm)
 
 	utc_stamp(lm->lm_time, stamp, sizeof(stamp));
 	n = snprintf(line, sizeof(line), "%s %s %s: %s\n", stamp, lm->lm_proc,
-	    level_name(lm->lm_level), lm->lm_text);
+	    log_level_name(lm->lm_level), lm->lm_text);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line)) {
@@ -288,6 +297,185 @@ logd_recv_event(struct imsg *imsg)
 }
 
 static int
+logd_name_cmp(const void *a, const void *b)
+{
+	return (strcmp(a, b));
+}
+
+/* The files logd names, oldest first (their names sort by date). */
+static void
+logd_search_files(struct logd_search *lq)
+{
+	DIR		*dir;
+	struct dirent	*de;
+	time_t		 t;
+	int		 fd;
+
+	if ((fd = dup(logd.ld_dirfd)) == -1 ||
+	    (dir = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		log_warn("%s: log directory", __func__);
+		lq->lq_end.sn_errors++;
+		return;
+	}
+	rewinddir(dir);
+	while ((de = readdir(dir)) != NULL) {
+		if (logd_filedate(de->d_name, &t) == -1)
+			continue;
+		if (lq->lq_nfiles >= SAR_FILES_MAX) {
+			log_warnx("%s: more than %d log files", __func__,
+			    SAR_FILES_MAX);
+			lq->lq_end.sn_errors++;
+			break;
+		}
+		strlcpy(lq->lq_files[lq->lq_nfiles++], de->d_name,
+		    sizeof(lq->lq_files[0]));
+	}
+	closedir(dir);
+	qsort(lq->lq_files, lq->lq_nfiles, sizeof(lq->lq_files[0]),
+	    logd_name_cmp);
+}
+
+/* The next file of the search; -1 when there is none. */
+static int
+logd_search_open(struct logd_search *lq)
+{
+	int	 fd;
+
+	while (lq->lq_next < lq->lq_nfiles) {
+		fd = openat(logd.ld_dirfd, lq->lq_files[lq->lq_next++],
+		    O_RDONLY | O_CLOEXEC);
+		if (fd == -1) {
+			/* The hourly purge may have been first. */
+			if (errno != ENOENT) {
+				log_warn("%s: %s", __func__,
+				    lq->lq_files[lq->lq_next - 1]);
+				lq->lq_end.sn_errors++;
+			}
+			continue;
+		}
+		if ((lq->lq_fp = fdopen(fd, "r")) == NULL) {
+			log_warn("%s: fdopen", __func__);
+			close(fd);
+			lq->lq_end.sn_errors++;
+			continue;
+		}
+		lq->lq_end.sn_files++;
+		return (0);
+	}
+	return (-1);
+}
+
+static void
+logd_search_done(struct privsep *ps, struct logd_search *lq)
+{
+	proc_compose(ps, PROC_PARENT, IMSG_SAR_END, lq->lq_id, -1,
+	    &lq->lq_end, sizeof(lq->lq_end));
+	TAILQ_REMOVE(&logd.ld_searches, lq, lq_entry);
+	logd.ld_nsearches--;
+	freezero(lq, sizeof(*lq));
+}
+
+/*
+ * One line of the current file into line, newline removed; 0 at the
+ * end of the file.  A line longer than any logd writes is skipped, and
+ * so is a last line without its newline.
+ */
+static int
+logd_search_getline(struct logd_search *lq, char *line, size_t size)
+{
+	size_t	 len;
+	int	 c;
+
+	for (;;) {
+		if (fgets(line, size, lq->lq_fp) == NULL) {
+			if (ferror(lq->lq_fp)) {
+				log_warn("%s: read", __func__);
+				lq->lq_end.sn_errors++;
+			}
+			return (0);
+		}
+		len = strlen(line);
+		if (len > 0 && line[len - 1] == '\n') {
+			line[len - 1] = '\0';
+			return (1);
+		}
+		if (len == size - 1)
+			while ((c = getc(lq->lq_fp)) != EOF && c != '\n')
+				;
+	}
+}
+
+/* A slice of the oldest search; the timer brings the next one. */
+static void
+logd_search_step(int fd, short event, void *arg)
+{
+	struct privsep		*ps = arg;
+	struct logd_search	*lq;
+	struct timeval		 tv = { 0, 0 };
+	char			 line[SAR_LINE_MAX + 2];
+	char			 jid[JID_MAX + 1];
+	int			 n;
+
+	if ((lq = TAILQ_FIRST(&logd.ld_searches)) == NULL)
+		return;
+	/* The lines wait in memory until the parent reads them. */
+	if (imsgbuf_queuelen(&ps->ps_iev[PROC_PARENT].ibuf) >
+	    LOGD_SEARCH_QUEUE) {
+		tv.tv_usec = LOGD_SEARCH_WAIT_MS * 1000;
+		evtimer_add(&logd.ld_search_ev, &tv);
+		return;
+	}
+	for (n = 0; n < LOGD_SEARCH_STEP; n++) {
+		if (lq->lq_fp == NULL && logd_search_open(lq) == -1) {
+			logd_search_done(ps, lq);
+			break;
+		}
+		if (!logd_search_getline(lq, line, sizeof(line))) {
+			fclose(lq->lq_fp);
+			lq->lq_fp = NULL;
+			continue;
+		}
+		if (sar_line_field(line, "jid", jid, sizeof(jid)) == -1 ||
+		    strcasecmp(jid, lq->lq_jid) != 0)
+			continue;
+		proc_compose(ps, PROC_PARENT, IMSG_SAR_LINE, lq->lq_id, -1,
+		    line, strlen(line) + 1);
+		lq->lq_end.sn_lines++;
+	}
+	if (!TAILQ_EMPTY(&logd.ld_searches))
+		evtimer_add(&logd.ld_search_ev, &tv);
+}
+
+static void
+logd_search(struct privsep *ps, struct imsg *imsg)
+{
+	struct sar_search	 sh;
+	struct logd_search	*lq;
+	struct sar_end		 sn;
+
+	IMSG_SIZE_CHECK(imsg, &sh);
+	memcpy(&sh, imsg->data, sizeof(sh));
+	IMSG_STR_CHECK(sh.sh_jid);
+	if (logd.ld_nsearches >= SAR_SEARCH_MAX ||
+	    (lq = calloc(1, sizeof(*lq))) == NULL) {
+		log_warnx("%s: cannot start one more search", __func__);
+		memset(&sn, 0, sizeof(sn));
+		sn.sn_errors = 1;
+		proc_compose(ps, PROC_PARENT, IMSG_SAR_END,
+		    imsg->hdr.peerid, -1, &sn, sizeof(sn));
+		return;
+	}
+	lq->lq_id = imsg->hdr.peerid;
+	strlcpy(lq->lq_jid, sh.sh_jid, sizeof(lq->lq_jid));
+	logd_search_files(lq);
+	TAILQ_INSERT_TAIL(&logd.ld_searches, lq, lq_entry);
+	if (logd.ld_nsearches++ == 0)
+		logd_search_step(-1, 0, ps);
+}
+
+static int
 logd_dispatch(struct privsep *ps, enum mp_proc peer, struct imsg *imsg)
 {
 	struct mp_conf	*nconf;
@@ -312,6 +500,11 @@ logd_dispatch(struct privsep *ps, enum mp_proc peer, struct imsg *imsg)
 		proc_compose(ps, PROC_PARENT, IMSG_LOG_STATS,
 		    imsg->hdr.peerid, -1, &logd.ld_stats,
 		    sizeof(logd.ld_stats));
+		break;
+	case IMSG_SAR_SEARCH:
+		if (peer != PROC_PARENT)
+			return (-1);
+		logd_search(ps, imsg);
 		break;
 	default:
 		if (peer != PROC_PARENT)
@@ -421,6 +614,8 @@ logd_main(struct privsep *ps)
 	signal_add(&logd.ld_sigusr2, NULL);
 #endif
 	evtimer_set(&logd.ld_purge_ev, logd_purge_cb, NULL);
+	evtimer_set(&logd.ld_search_ev, logd_search_step, ps);
+	TAILQ_INIT(&logd.ld_searches);
 	proc_listen(ps, logd_dispatch_table);
 	sandbox_logd("/");
 	logd_purge_cb(-1, 0, NULL);

@@ -791,6 +791,9 @@ int		 s2s_init(struct event_base *);
 int		 s2s_conf(struct mp_conf *, struct mp_conf *);
 void		 s2s_shutdown(void);		/* system-shutdown to all */
 int		 s2s_send(const char *, const char *, const char *, size_t);
+int		 s2s_send_on(uint64_t, const char *, const char *,
+		    const char *, size_t);
+uint64_t	 s2s_current(void);
 void		 s2s_peers(void (*)(const struct s2s_peerinfo *, void *),
 		    void *);
 void		 s2s_getstats(struct s2s_stats *);

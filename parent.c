@@ -31,7 +31,9 @@ static int	parent_dispatch_child(struct privsep *, enum mp_proc,
 		    struct imsg *);
 
 static const struct proc_dispatch parent_dispatch[] = {
+	{ PROC_LOGD,	parent_sar_dispatch },
 	{ PROC_LOGD,	parent_dispatch_logd },
+	{ PROC_XMPPE,	parent_sar_dispatch },
 	{ PROC_XMPPE,	parent_dispatch_child },
 	{ PROC_APNSE,	parent_dispatch_child },
 	{ PROC_PARENT,	NULL }

@@ -32,7 +32,7 @@ struct ctl_cmd {
 	uint32_t	 cc_type;	/* IMSG_NONE: no such request yet */
 };
 
-/* The stats and sar requests have no message type yet. */
+/* show stats has no message type yet. */
 static const struct ctl_cmd ctl_cmds[] = {
 	{ SHOW_STATUS,	"show status",		IMSG_CTL_SHOW_STATUS },
 	{ SHOW_REGS,	"show registrations",	IMSG_CTL_SHOW_REGS },
@@ -44,9 +44,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ RELOAD,	"reload",		IMSG_CTL_RELOAD },
 	{ LOG_VERBOSE,	"log verbose",		IMSG_CTL_LOG_VERBOSE },
 	{ LOG_BRIEF,	"log brief",		IMSG_CTL_LOG_VERBOSE },
-	{ SAR_REQUEST,	"sar request",		IMSG_NONE },
-	{ SAR_EXPORT,	"sar export",		IMSG_NONE },
-	{ SAR_ERASE,	"sar erase",		IMSG_NONE },
+	{ SAR_REQUEST,	"sar request",		IMSG_CTL_SAR_REQUEST },
+	{ SAR_EXPORT,	"sar export",		IMSG_CTL_SAR_EXPORT },
+	{ SAR_ERASE,	"sar erase",		IMSG_CTL_SAR_ERASE },
 };
 
 struct json_level {
@@ -67,6 +67,7 @@ static time_t			 now;
 
 /* What has been printed so far, for the lazy headers and the summary. */
 static int			 nrecords;
+static uint64_t			 nlines;	/* sar export */
 static char			 conffile[PATH_MAX];
 static int32_t			 daemon_verbose;
 static struct app_count		*apps;
@@ -92,6 +93,11 @@ static void		 show_ok(const struct ctl_cmd *);
 static void		 show_apns(struct imsg *);
 static void		 show_peer(struct imsg *);
 static void		 show_list_end(const char *, const char *);
+static void		 show_sar(struct imsg *);
+static void		 show_sar_line(struct imsg *);
+static void		 show_sar_reg(const struct ctl_cmd *, struct imsg *);
+static void		 show_sar_export_end(void);
+static void		 show_sar_erased(struct imsg *);
 static void		 sanitize(char *);
 static const char	*fmt_time(int64_t, char *, size_t);
 static const char	*fmt_uptime(int64_t, char *, size_t);
@@ -225,6 +231,9 @@ ctl_request(struct imsgbuf *ibuf, const struct ctl_cmd *cmd)
 	case SHOW_REGS:
 	case SHOW_NODE:
 	case UNREGISTER:
+	case SAR_REQUEST:
+	case SAR_EXPORT:
+	case SAR_ERASE:
 		memset(&cr, 0, sizeof(cr));
 		cr.cr_verbose = vflag;
 		strlcpy(cr.cr_arg, res->arg, sizeof(cr.cr_arg));
@@ -307,6 +316,23 @@ ctl_reply(const struct ctl_cmd *cmd, struct imsg *imsg)
 		case SHOW_PEERS:
 			show_list_end("peers", "no streams");
 			break;
+		case SAR_REQUEST:
+			if (nrecords == 0)
+				errx(1, "%s: the daemon sent no code",
+				    cmd->cc_name);
+			if (jflag)
+				json_finish();
+			break;
+		case SAR_EXPORT:
+			show_sar_export_end();
+			break;
+		case SAR_ERASE:
+			if (nrecords == 0)
+				errx(1, "%s: the daemon sent no count",
+				    cmd->cc_name);
+			if (jflag)
+				json_finish();
+			break;
 		default:
 			show_ok(cmd);
 			break;
@@ -318,9 +344,28 @@ ctl_reply(const struct ctl_cmd *cmd, struct imsg *imsg)
 		show_status(imsg);
 		return (0);
 	case IMSG_CTL_REG:
+		if (cmd->cc_action == SAR_EXPORT) {
+			show_sar_reg(cmd, imsg);
+			return (0);
+		}
 		if (cmd->cc_action != SHOW_REGS && cmd->cc_action != SHOW_NODE)
 			break;
 		show_reg(cmd, imsg);
+		return (0);
+	case IMSG_CTL_SAR:
+		if (cmd->cc_action != SAR_REQUEST)
+			break;
+		show_sar(imsg);
+		return (0);
+	case IMSG_CTL_SAR_LINE:
+		if (cmd->cc_action != SAR_EXPORT)
+			break;
+		show_sar_line(imsg);
+		return (0);
+	case IMSG_CTL_SAR_ERASED:
+		if (cmd->cc_action != SAR_ERASE)
+			break;
+		show_sar_erased(imsg);
 		return (0);
 	case IMSG_CTL_REG_COUNT:
 		if (cmd->cc_action != SHOW_REGS)
@@ -463,7 +508,7 @@ show_reg(const struct ctl_cmd *cmd, struct imsg *imsg)
 	fmt_time(cg.cg_last_success, t[2], sizeof(t[2]));
 	fmt_time(cg.cg_last_error, t[3], sizeof(t[3]));
 
-	if (cmd->cc_action == SHOW_NODE) {
+	if (cmd->cc_action == SHOW_NODE || cmd->cc_action == SAR_EXPORT) {
 		if (nrecords > 1)
 			printf("\n");
 		printf("node:          %s\n", cg.cg_node);
@@ -925,4 +970,131 @@ show_list_end(const char *name, const char *none)
 	}
 	if (nrecords == 0)
 		printf("%s\n", none);
+}
+
+/* sar request: the address to write to and the code. */
+static void
+show_sar(struct imsg *imsg)
+{
+	struct ctl_sar	 cs;
+	char		 t[TIME_STR_LEN];
+
+	IMSG_SIZE_CHECK(imsg, &cs);
+	memcpy(&cs, imsg->data, sizeof(cs));
+	IMSG_STR_CHECK(cs.sr_jid);
+	IMSG_STR_CHECK(cs.sr_to);
+	IMSG_STR_CHECK(cs.sr_code);
+	if (nrecords++ > 0)
+		errx(1, "%s: more than one code", __func__);
+	if (jflag) {
+		json_begin();
+		json_str("jid", cs.sr_jid);
+		json_str("to", cs.sr_to);
+		json_str("code", cs.sr_code);
+		json_time("expires", cs.sr_expires);
+	} else {
+		sanitize(cs.sr_jid);
+		sanitize(cs.sr_to);
+		sanitize(cs.sr_code);
+		printf("jid:      %s\n", cs.sr_jid);
+		printf("write to: %s\n", cs.sr_to);
+		printf("code:     %s\n", cs.sr_code);
+		printf("expires:  %s\n", fmt_time(cs.sr_expires, t,
+		    sizeof(t)));
+		printf("\nThe user sends the code as the body of a message "
+		    "from %s\nto %s before it expires.  The message verifies "
+		    "the JID\nfor sar export and sar erase, for as long "
+		    "again.\n", cs.sr_jid, cs.sr_to);
+	}
+	explicit_bzero(&cs, sizeof(cs));
+}
+
+/* sar export: the log lines first, as they come. */
+static void
+show_sar_line(struct imsg *imsg)
+{
+	char	*line = imsg->data;
+	size_t	 len = IMSG_DATA_SIZE(imsg);
+
+	if (len == 0 || strnlen(line, len) != len - 1)
+		errx(1, "%s: bad log line of %zu bytes", __func__, len);
+	if (nrecords > 0)
+		errx(1, "%s: a log line after the registrations", __func__);
+	if (jflag) {
+		if (nlines++ == 0) {
+			json_begin();
+			json_str("jid", res->arg);
+			json_open("lines", '[');
+		}
+		json_str(NULL, line);
+		return;
+	}
+	sanitize(line);
+	if (nlines++ == 0)
+		printf("log lines naming %s:\n", res->arg);
+	printf("%s\n", line);
+}
+
+/* sar export: then the registrations those lines name. */
+static void
+show_sar_reg(const struct ctl_cmd *cmd, struct imsg *imsg)
+{
+	if (jflag && nrecords == 0) {
+		json_begin();
+		if (nlines == 0) {
+			json_str("jid", res->arg);
+			json_open("lines", '[');
+		}
+		json_close();
+	} else if (!jflag && nrecords == 0)
+		printf("%sregistrations named by those lines:\n",
+		    nlines > 0 ? "\n" : "");
+	show_reg(cmd, imsg);
+}
+
+static void
+show_sar_export_end(void)
+{
+	if (jflag) {
+		json_begin();
+		if (nlines == 0 && nrecords == 0) {
+			json_str("jid", res->arg);
+			json_open("lines", '[');
+		}
+		if (nrecords == 0) {
+			json_close();
+			json_open("registrations", '[');
+		}
+		json_finish();
+		return;
+	}
+	if (nlines == 0)
+		printf("no log lines name %s\n", res->arg);
+	if (nrecords == 0)
+		printf("%sno registrations\n", nlines > 0 ? "\n" : "");
+}
+
+/* sar erase: how many registrations went. */
+static void
+show_sar_erased(struct imsg *imsg)
+{
+	struct ctl_sar_erased	 se;
+
+	IMSG_SIZE_CHECK(imsg, &se);
+	memcpy(&se, imsg->data, sizeof(se));
+	if (nrecords++ > 0)
+		errx(1, "%s: more than one count", __func__);
+	if (jflag) {
+		json_begin();
+		json_str("command", "sar erase");
+		json_str("jid", res->arg);
+		json_uint("log_lines", se.se_lines);
+		json_uint("erased", se.se_erased);
+		json_str("result", "ok");
+		return;
+	}
+	printf("%s: %" PRIu64 " registration%s erased (%" PRIu64
+	    " log line%s named it)\n", res->arg, se.se_erased,
+	    se.se_erased == 1 ? "" : "s", se.se_lines,
+	    se.se_lines == 1 ? "" : "s");
 }
