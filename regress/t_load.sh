@@ -46,9 +46,9 @@ peer() {
 	$PEER connect --host 127.0.0.1 --port "$port" --from example.test \
 	    --to push.localhost --cafile "$T/ca.pem" \
 	    --cert "$T/example.test.pem" --key "$T/example.test.key" \
-	    --auth external --bidi --timeout 10 "$@"
+	    --auth external --bidi --timeout 30 "$@"
 }
-count() { grep -c "$1" "$2" 2>/dev/null || true; }
+count() { _n=$(grep -c "$1" "$2" 2>/dev/null); echo "${_n:-0}"; }
 
 # 1. Reload under load.
 d=$T/reload
