@@ -217,6 +217,7 @@ static void
 control_request(struct ctl_conn *c, struct imsg *imsg)
 {
 	struct privsep	*ps = c->cc_ps;
+	struct ctl_stats st;
 	enum mp_proc	 p;
 	int32_t		 v;
 
@@ -233,6 +234,13 @@ control_request(struct ctl_conn *c, struct imsg *imsg)
 		if (proc_compose(ps, p, imsg->hdr.type, c->cc_id, -1, NULL,
 		    0) == -1)
 			control_fail(c, "the process is not running");
+		break;
+	case IMSG_CTL_SHOW_STATS:
+		parent_push_stats(&st);
+		st.st_started = ps->ps_started[PROC_PARENT];
+		imsg_compose_event(&c->cc_iev, IMSG_CTL_STATS, 0, 0, -1, &st,
+		    sizeof(st));
+		imsg_compose_event(&c->cc_iev, IMSG_CTL_END, 0, 0, -1, NULL, 0);
 		break;
 	case IMSG_CTL_RELOAD:
 		if (parent_reload(ps) == 0)

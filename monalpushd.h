@@ -183,6 +183,8 @@ enum imsg_type {
 	IMSG_CTL_APNS,			/* struct ctl_apns, one per app */
 	IMSG_CTL_SHOW_PEERS,		/* empty; parent -> xmppe too */
 	IMSG_CTL_PEER,			/* struct ctl_peer, one per stream */
+	IMSG_CTL_SHOW_STATS,		/* empty */
+	IMSG_CTL_STATS,			/* struct ctl_stats */
 
 	/* parent -> children: configuration, reset/objects/done */
 	IMSG_CONF_START,		/* struct mp_conf, lists empty */
@@ -299,6 +301,28 @@ struct ctl_apns {
 	char		 ca_lasterr[128];
 };
 
+/* The parent's push path counters, since start. */
+struct ctl_stats {
+	int64_t		 st_started;
+	uint64_t	 st_registrations;	/* committed, new or renewed */
+	uint64_t	 st_unregistrations;
+	uint64_t	 st_reg_refused;	/* bad input, wrong domain */
+	uint64_t	 st_publishes;		/* IMSG_PUSH_REQ received */
+	uint64_t	 st_not_found;		/* unknown node, secret, domain */
+	uint64_t	 st_coalesced;		/* into a later rate-limit slot */
+	uint64_t	 st_sent;		/* requests given to apnse */
+	uint64_t	 st_ok;
+	uint64_t	 st_dead;		/* dead tokens */
+	uint64_t	 st_deleted;		/* registrations deleted for it */
+	uint64_t	 st_throttled;
+	uint64_t	 st_operator;
+	uint64_t	 st_transient;
+	uint64_t	 st_queue_full;
+	uint64_t	 st_inflight;		/* now */
+	uint64_t	 st_rate_entries;	/* now */
+	uint64_t	 st_blocked;		/* dead tokens, token mode, now */
+};
+
 struct ctl_peer {
 	char		 cp_domain[DOMAIN_MAX + 1];	/* remote */
 	char		 cp_local[DOMAIN_MAX + 1];
@@ -382,6 +406,7 @@ int		 parent_registry_ctl(struct privsep *, uint32_t, struct imsg *);
 /* push.c */
 int		 parent_push_dispatch(struct privsep *, enum mp_proc,
 		    struct imsg *);
+void		 parent_push_stats(struct ctl_stats *);
 
 /* control.c */
 int		 control_init(struct privsep *, const char *);

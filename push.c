@@ -82,6 +82,16 @@ static struct rate_tree		 rates = RB_INITIALIZER(&rates);
 static struct block_tree	 blocks = RB_INITIALIZER(&blocks);
 static size_t			 ninflight, nrates, nblocks;
 static uint32_t			 next_id = 1;
+static struct ctl_stats		 stats;
+
+void
+parent_push_stats(struct ctl_stats *st)
+{
+	*st = stats;
+	st->st_inflight = ninflight;
+	st->st_rate_entries = nrates;
+	st->st_blocked = nblocks;
+}
 
 static int64_t
 now_ms(void)
@@ -109,6 +119,8 @@ push_reply(struct privsep *ps, uint32_t reqid, int outcome)
 
 	if (reqid == 0)
 		return;
+	if (outcome == PUSH_NOT_FOUND)
+		stats.st_not_found++;
 	memset(&res, 0, sizeof(res));
 	res.ps_outcome = outcome;
 	proc_compose(ps, PROC_XMPPE, IMSG_PUSH_RES, reqid, -1, &res,
@@ -158,6 +170,7 @@ push_send(struct privsep *ps, uint32_t reqid, int mode, const char *app,
 	strlcpy(pi->pi_jid, jid, sizeof(pi->pi_jid));
 	RB_INSERT(inflight_tree, &inflight, pi);
 	ninflight++;
+	stats.st_sent++;
 
 	memset(&an, 0, sizeof(an));
 	strlcpy(an.an_app, app, sizeof(an.an_app));
@@ -231,6 +244,7 @@ push_rate(struct privsep *ps, uint32_t reqid, struct mp_app *app,
 		pr->pr_last_ms = now;
 		return (1);
 	}
+	stats.st_coalesced++;
 	/* Coalesce: an alert wins over a background push. */
 	if (!pr->pr_scheduled || pushtype == PRIO_ALERT)
 		pr->pr_pushtype = pushtype;
@@ -370,6 +384,7 @@ push_result(struct privsep *ps, uint32_t id, const struct apns_result *ar)
 
 	switch (ar->ar_kind) {
 	case APNS_OK:
+		stats.st_ok++;
 		outcome = PUSH_OK;
 		if (pi->pi_mode == APP_MODE_REGISTERED)
 			(void)registry_mark_success(ps->ps_reg, pi->pi_node,
@@ -377,6 +392,7 @@ push_result(struct privsep *ps, uint32_t id, const struct apns_result *ar)
 		push_event(EV_PUSH, pi->pi_jid, pi->pi_node, NULL, 0);
 		break;
 	case APNS_DEAD_TOKEN:
+		stats.st_dead++;
 		outcome = PUSH_NOT_FOUND;
 		push_event(EV_TOKEN_DEAD, NULL, pi->pi_node, pi->pi_token,
 		    ar->ar_status);
@@ -395,6 +411,7 @@ push_result(struct privsep *ps, uint32_t id, const struct apns_result *ar)
 			outcome = PUSH_INTERNAL;
 			break;
 		}
+		stats.st_deleted += ndead;
 		for (i = 0; i < ndead; i++)
 			log_info("node %s deleted: APNs says its token is "
 			    "dead (%d %s)", dead[i].rr_node, ar->ar_status,
@@ -409,14 +426,17 @@ push_result(struct privsep *ps, uint32_t id, const struct apns_result *ar)
 		registry_records_free(dead, ndead);
 		break;
 	case APNS_THROTTLED:
+		stats.st_throttled++;
 		outcome = PUSH_OK;
 		if (pi->pi_mode == APP_MODE_REGISTERED)
 			(void)registry_mark_error(ps->ps_reg, pi->pi_node, now);
 		break;
 	case APNS_QUEUE_FULL:
+		stats.st_queue_full++;
 		outcome = PUSH_RESOURCE;
 		break;
 	case APNS_OPERATOR:
+		stats.st_operator++;
 		log_warnx("operator alert: APNs refused a request: %d %s",
 		    ar->ar_status, ar->ar_reason);
 		outcome = PUSH_INTERNAL;
@@ -424,6 +444,7 @@ push_result(struct privsep *ps, uint32_t id, const struct apns_result *ar)
 			(void)registry_mark_error(ps->ps_reg, pi->pi_node, now);
 		break;
 	default:
+		stats.st_transient++;
 		outcome = PUSH_TIMEOUT;
 		if (pi->pi_mode == APP_MODE_REGISTERED)
 			(void)registry_mark_error(ps->ps_reg, pi->pi_node, now);
@@ -451,20 +472,26 @@ push_register(struct privsep *ps, uint32_t reqid, int type, struct reg_req *rq)
 		r = reg_check(registry_register(ps->ps_reg, rq->rq_type,
 		    appname, rq->rq_node, rq->rq_token, rq->rq_domain,
 		    time(NULL), res.rs_secret));
-		if (r == REG_OK)
+		if (r == REG_OK) {
+			stats.st_registrations++;
 			push_event(EV_REGISTER, rq->rq_jid, rq->rq_node,
 			    rq->rq_token, 0);
+		}
 	} else {
 		r = reg_check(registry_get(ps->ps_reg, rq->rq_node, &rr));
 		if (r == REG_OK)
 			r = reg_check(registry_unregister(ps->ps_reg,
 			    rq->rq_node, rq->rq_type, rq->rq_domain));
-		if (r == REG_OK)
+		if (r == REG_OK) {
+			stats.st_unregistrations++;
 			push_event(EV_UNREGISTER, rq->rq_jid, rq->rq_node,
 			    rr.rr_token, 0);
+		}
 		explicit_bzero(&rr, sizeof(rr));
 	}
 	res.rs_error = r;
+	if (r != REG_OK)
+		stats.st_reg_refused++;
 	if (r != REG_OK)
 		strlcpy(res.rs_text, registry_strerror(r), sizeof(res.rs_text));
 	proc_compose(ps, PROC_XMPPE, type == IMSG_REG_REQ ? IMSG_REG_RES :
@@ -506,6 +533,7 @@ parent_push_dispatch(struct privsep *ps, enum mp_proc peer,
 		IMSG_STR_CHECK(pq.pq_jid);
 		IMSG_STR_CHECK(pq.pq_node);
 		IMSG_STR_CHECK(pq.pq_app);
+		stats.st_publishes++;
 		push_request(ps, imsg->hdr.peerid, &pq);
 		explicit_bzero(&pq, sizeof(pq));
 		return (0);

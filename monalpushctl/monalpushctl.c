@@ -32,14 +32,13 @@ struct ctl_cmd {
 	uint32_t	 cc_type;	/* IMSG_NONE: no such request yet */
 };
 
-/* show stats has no message type yet. */
 static const struct ctl_cmd ctl_cmds[] = {
 	{ SHOW_STATUS,	"show status",		IMSG_CTL_SHOW_STATUS },
 	{ SHOW_REGS,	"show registrations",	IMSG_CTL_SHOW_REGS },
 	{ SHOW_NODE,	"show node",		IMSG_CTL_SHOW_NODE },
 	{ SHOW_PEERS,	"show peers",		IMSG_CTL_SHOW_PEERS },
 	{ SHOW_APNS,	"show apns",		IMSG_CTL_SHOW_APNS },
-	{ SHOW_STATS,	"show stats",		IMSG_NONE },
+	{ SHOW_STATS,	"show stats",		IMSG_CTL_SHOW_STATS },
 	{ UNREGISTER,	"unregister",		IMSG_CTL_UNREGISTER },
 	{ RELOAD,	"reload",		IMSG_CTL_RELOAD },
 	{ LOG_VERBOSE,	"log verbose",		IMSG_CTL_LOG_VERBOSE },
@@ -91,6 +90,7 @@ static void		 show_regcount(struct imsg *);
 static void		 show_regs_end(void);
 static void		 show_ok(const struct ctl_cmd *);
 static void		 show_apns(struct imsg *);
+static void		 show_stats(struct imsg *);
 static void		 show_peer(struct imsg *);
 static void		 show_list_end(const char *, const char *);
 static void		 show_sar(struct imsg *);
@@ -313,6 +313,10 @@ ctl_reply(const struct ctl_cmd *cmd, struct imsg *imsg)
 		case SHOW_APNS:
 			show_list_end("apps", "no apps configured");
 			break;
+		case SHOW_STATS:
+			if (jflag)
+				json_finish();
+			break;
 		case SHOW_PEERS:
 			show_list_end("peers", "no streams");
 			break;
@@ -371,6 +375,11 @@ ctl_reply(const struct ctl_cmd *cmd, struct imsg *imsg)
 		if (cmd->cc_action != SHOW_REGS)
 			break;
 		show_regcount(imsg);
+		return (0);
+	case IMSG_CTL_STATS:
+		if (cmd->cc_action != SHOW_STATS)
+			break;
+		show_stats(imsg);
 		return (0);
 	case IMSG_CTL_APNS:
 		if (cmd->cc_action != SHOW_APNS)
@@ -1097,4 +1106,53 @@ show_sar_erased(struct imsg *imsg)
 	    " log line%s named it)\n", res->arg, se.se_erased,
 	    se.se_erased == 1 ? "" : "s", se.se_lines,
 	    se.se_lines == 1 ? "" : "s");
+}
+
+/* show stats: the parent's push counters since start. */
+static void
+show_stats(struct imsg *imsg)
+{
+	struct ctl_stats	 st;
+	char			 up[32];
+	size_t			 i;
+	const struct {
+		const char	*name;
+		const char	*label;
+		uint64_t	*v;
+	} f[] = {
+		{ "registrations", "registrations", &st.st_registrations },
+		{ "unregistrations", "unregistrations",
+		    &st.st_unregistrations },
+		{ "registrations_refused", "registrations refused",
+		    &st.st_reg_refused },
+		{ "publishes", "publishes", &st.st_publishes },
+		{ "not_found", "item-not-found", &st.st_not_found },
+		{ "coalesced", "coalesced (rate limit)", &st.st_coalesced },
+		{ "sent", "sent to APNs", &st.st_sent },
+		{ "ok", "APNs ok", &st.st_ok },
+		{ "dead_token", "dead tokens", &st.st_dead },
+		{ "deleted", "registrations deleted", &st.st_deleted },
+		{ "throttled", "throttled by APNs", &st.st_throttled },
+		{ "operator", "operator errors", &st.st_operator },
+		{ "transient", "transient failures", &st.st_transient },
+		{ "queue_full", "queue full", &st.st_queue_full },
+		{ "in_flight", "in flight now", &st.st_inflight },
+		{ "rate_entries", "rate limit entries now",
+		    &st.st_rate_entries },
+		{ "blocked_tokens", "blocked tokens now", &st.st_blocked },
+	};
+
+	IMSG_SIZE_CHECK(imsg, &st);
+	memcpy(&st, imsg->data, sizeof(st));
+	if (jflag) {
+		json_begin();
+		json_time("started", st.st_started);
+		for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+			json_uint(f[i].name, *f[i].v);
+		return;
+	}
+	printf("%-28s %s\n", "up", fmt_uptime(st.st_started, up,
+	    sizeof(up)));
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		printf("%-28s %" PRIu64 "\n", f[i].label, *f[i].v);
 }

@@ -207,6 +207,18 @@ check "publish after unregister: item-not-found" \
 out=$("$CTL" -s "$d/sock" show apns)
 check "show apns counts the outcomes" sh -c "echo \"\$1\" | grep -q 'dead token 2'" x "$out"
 
+"$CTL" -s "$d/sock" -j show stats >"$T/stats.json"
+check "show stats: the counters add up" /usr/bin/python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["registrations"] == 5, s
+assert s["unregistrations"] == 1, s
+assert s["coalesced"] == 2, s
+assert s["dead_token"] == 3 and s["deleted"] == 1, s
+assert s["operator"] == 1 and s["transient"] == 1, s
+assert s["sent"] == s["ok"] + s["dead_token"] + s["operator"] + \
+    s["transient"] + s["throttled"] + s["queue_full"] + s["in_flight"], s
+assert s["blocked_tokens"] == 1, s' "$T/stats.json"
 kill -TERM "$DPID"; wait "$DPID"
 
 # Privacy: the logs hold the policy's events; no secret, body or key
