@@ -94,10 +94,14 @@ lint:
 
 clean: regress-clean bench-clean
 	rm -f $(PROG) $(CTL) *.o monalpushctl/*.o parse.c libmonalpushd.a
-	rm -rf $(TESTDIR)
+	rm -rf $(TESTDIR) regress/fuzz/out
 
-.PHONY: all test install lint clean regress demo
+.PHONY: all test install lint clean regress demo fuzz
 
 demo:
 	@sh scripts/demo.sh
+
+# libFuzzer targets (clang): FUZZ_SECONDS each, default 60.
+fuzz:
+	@sh regress/fuzz/run.sh
 MONALPUSHD_USER=_monalpush
