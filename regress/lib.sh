@@ -116,6 +116,18 @@ child_pid() { # child_pid DAEMONPID NAME: by its process title
 	return 1
 }
 
+# start_mock [SCRIPT]: the mock APNs on a free port, with the test CA's
+# certificate for 127.0.0.1, client certificates required, every request
+# recorded in $T/record.jsonl; sets MOCKPORT.  Needs certs ... 127.0.0.1.
+start_mock() {
+	"$TOP/regress/mock_apns" -p 0 -c "$T/127.0.0.1.pem" \
+	    -k "$T/127.0.0.1.key" -C "$T/ca.pem" -r "$T/record.jsonl" \
+	    ${1:+-s "$1"} >"$T/mock.out" 2>&1 &
+	PIDS="$PIDS $!"
+	wait_for "$T/mock.out" "listening on" || return 1
+	MOCKPORT=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$T/mock.out")
+}
+
 finish() {
 	exit $((failed > 0))
 }

@@ -7,15 +7,10 @@
 . "$(dirname "$0")/lib.sh"
 need_root "load tests"
 PEER="/usr/bin/python3 $TOP/regress/s2speer.py"
-MOCK=$TOP/regress/mock_apns
 REGTOOL=$TOP/regress/regtool
 
 certs "$T" push.localhost example.test 127.0.0.1 || { fail "test CA"; finish; }
-"$MOCK" -p 0 -c "$T/127.0.0.1.pem" -k "$T/127.0.0.1.key" -C "$T/ca.pem" \
-    -r "$T/record.jsonl" >"$T/mock.out" 2>&1 &
-PIDS="$PIDS $!"
-wait_for "$T/mock.out" "listening on" || { fail "mock APNs starts"; finish; }
-MOCKPORT=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$T/mock.out")
+start_mock || { fail "mock APNs starts"; finish; }
 
 # conf DIR PRIORITY
 conf() {

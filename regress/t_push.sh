@@ -7,7 +7,6 @@
 . "$(dirname "$0")/lib.sh"
 need_root "push path tests"
 PEER="/usr/bin/python3 $TOP/regress/s2speer.py"
-MOCK=$TOP/regress/mock_apns
 REGTOOL=$TOP/regress/regtool
 
 certs "$T" push.localhost example.test other.test 127.0.0.1 || { fail "test CA"; finish; }
@@ -28,11 +27,7 @@ $TOK_WAIT 500
 $TOK_GONE 410
 * 200
 EOF
-"$MOCK" -p 0 -c "$T/127.0.0.1.pem" -k "$T/127.0.0.1.key" -C "$T/ca.pem" \
-    -r "$T/record.jsonl" -s "$T/script" >"$T/mock.out" 2>&1 &
-PIDS="$PIDS $!"
-wait_for "$T/mock.out" "listening on" || { fail "mock APNs starts"; finish; }
-MOCKPORT=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$T/mock.out")
+start_mock "$T/script" || { fail "mock APNs starts"; finish; }
 
 d=$T/push
 mkdir -p "$d"
