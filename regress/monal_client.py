@@ -6,13 +6,17 @@
         at our own server with the node and secret of the reply.
     monal_client.py [options] token PUSHJID TOKEN APP
         token mode: <enable/> with node = TOKEN and pushModule = APP.
+    monal_client.py [options] unregister PUSHJID NODE
+        v1-unregister-push to PUSHJID, then XEP-0357 <disable/> of that
+        node at our own server.
     monal_client.py [options] send TO BODY
         a chat message to TO, then a ping to our server so that the
         message has been routed before we leave.
 
 Prints one line per step ("registered status=... node=...", "secret N
-chars", "enabled", "sent") and "error: ..." on failure; exits 0 only
-when every step worked.  The secret itself is never printed.
+chars", "enabled", "unregistered ...", "disabled", "sent") and "error:
+..." on failure; exits 0 only when every step worked.  The secret itself
+is never printed.
 """
 
 import argparse
@@ -30,6 +34,8 @@ NS_DATA = "jabber:x:data"
 NS_PUSH = "urn:xmpp:push:0"
 FORM_REGISTER = ("https://github.com/tmolitor-stud-tu/mod_push_appserver/"
                  "#v1-register-push")
+FORM_UNREGISTER = ("https://github.com/tmolitor-stud-tu/mod_push_appserver/"
+                   "#v1-unregister-push")
 FORM_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
 
 
@@ -102,6 +108,21 @@ class Monal(slixmpp.ClientXMPP):
             raise RuntimeError("the reply lacks node or secret")
         await self.enable(pushjid, v["node"], [("secret", secret)])
 
+    async def do_unregister(self, pushjid, node):
+        cmd = ET.Element("{%s}command" % NS_COMMANDS,
+                         node="v1-unregister-push", action="execute")
+        cmd.append(form(FORM_UNREGISTER, [("type", "apns"), ("node", node)]))
+        res = await self.iq_set(pushjid, cmd)
+        rc = res.xml.find("{%s}command" % NS_COMMANDS)
+        if rc is None:
+            raise RuntimeError("no command in the reply")
+        v = form_values(rc.find("{%s}x" % NS_DATA))
+        out("unregistered status=%s node=%s jid=%s" %
+            (rc.get("status"), v.get("node"), v.get("jid")))
+        dis = ET.Element("{%s}disable" % NS_PUSH, jid=pushjid, node=node)
+        await self.iq_set(None, dis)
+        out("disabled jid=%s node=%s" % (pushjid, node))
+
     async def do_token(self, pushjid, token, app):
         await self.enable(pushjid, token, [("pushModule", app)])
 
@@ -136,10 +157,12 @@ def main():
     ap.add_argument("--password", required=True)
     ap.add_argument("--timeout", type=float, default=10)
     ap.add_argument("-v", action="store_true", help="slixmpp debug log")
-    ap.add_argument("action", choices=["register", "token", "send"])
+    ap.add_argument("action", choices=["register", "unregister", "token",
+                                       "send"])
     ap.add_argument("params", nargs="+")
     args = ap.parse_args()
-    nparams = {"register": (2, 3), "token": (3, 3), "send": (2, 2)}
+    nparams = {"register": (2, 3), "unregister": (2, 2), "token": (3, 3),
+               "send": (2, 2)}
     lo, hi = nparams[args.action]
     if not lo <= len(args.params) <= hi:
         ap.error("wrong number of arguments for " + args.action)

@@ -19,7 +19,14 @@
 # false and no bidi, so both directions must use dialback).  Each run
 # registers one device in registered mode and one in token mode, then a
 # third account sends both users a message while they are offline, and
-# APNs must see both pushes.  INTEROP_KEEP=DIR keeps the logs.
+# APNs must see both pushes.  Then the rest of issue 6, in every run:
+# APNs says the registered token is dead (410, timestamp after the
+# registration), so monalpushd deletes the registration, answers
+# cancel/item-not-found and mod_cloud_notify disables push for the node;
+# the app registers again and pushes flow again; the app unregisters;
+# and a GDPR subject access request is verified by a message from the
+# user through Prosody, exported and erased.  INTEROP_KEEP=DIR keeps
+# the logs.
 . "$(dirname "$0")/lib.sh"
 need_root "interop"
 
@@ -126,12 +133,47 @@ wait_cmd() {
 	return 1
 }
 
-# publish_result LOG: Prosody's debug log shows an IQ result from
-# push.test to example.test itself (the publish; the register result
-# goes to the user's full JID).
+# publish_result LOG [N]: Prosody's debug log shows more than N IQ
+# results from push.test to example.test itself (the publishes; the
+# register result goes to the user's full JID).
 publish_result() {
-	grep "Received\[s2s" "$1" | grep "<iq " | grep "from='push.test'" |
-	    grep "to='example.test'" | grep -q "type='result'"
+	[ "$(grep "Received\[s2s" "$1" | grep "<iq " |
+	    grep "from='push.test'" | grep "to='example.test'" |
+	    grep -c "type='result'")" -gt "${2:-0}" ]
+}
+
+# count PATTERN FILE...: matching lines (0 when there is no file).
+count() {
+	_n=$(cat "$@" 2>/dev/null | grep -c -- "$1")
+	echo "${_n:-0}"
+}
+
+# more PATTERN N FILE...: more than N matching lines.
+more() {
+	_m_pat=$1
+	_m_n=$2
+	shift 2
+	[ "$(cat "$@" 2>/dev/null | grep -c -- "$_m_pat")" -gt "$_m_n" ]
+}
+
+# mock_script LINE: add a rule to the mock's script and reload it.
+mock_script() {
+	_ms_n=$(count "^script reloaded" "$T/mock.out")
+	echo "$1" >>"$T/apns.script"
+	kill -HUP "$mockpid"
+	wait_cmd 50 more "^script reloaded" "$_ms_n" "$T/mock.out"
+}
+
+# unchanged TENTHS FILE...: none of FILEs grows for TENTHS/10 seconds.
+unchanged() {
+	_u_n=$1
+	shift
+	_u_size=$(cat "$@" 2>/dev/null | wc -c)
+	while [ "$_u_n" -gt 0 ]; do
+		[ "$(cat "$@" 2>/dev/null | wc -c)" -eq "$_u_size" ] || return 1
+		sleep 0.1
+		_u_n=$((_u_n - 1))
+	done
 }
 
 hex64() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
@@ -172,8 +214,10 @@ chmod 0755 "$T/ca" "$T/ca2" "$T/ca3"
 cat "$T/ca/ca.pem" "$T/ca3/ca.pem" >"$T/cas.pem"
 
 # mock APNs, shared by all runs; it checks the client certificate.
+: >"$T/apns.script"
 bg mock "$MOCK" -p 0 -c "$T/ca/127.0.0.1.pem" -k "$T/ca/127.0.0.1.key" \
-    -C "$T/ca/ca.pem" -r "$T/apns.jsonl"
+    -C "$T/ca/ca.pem" -r "$T/apns.jsonl" -s "$T/apns.script"
+mockpid=$BGPID
 if wait_for "$T/mock.out" "^listening on 127.0.0.1 port "; then
 	mport=$(sed -n 's/^listening on 127.0.0.1 port //p' "$T/mock.out")
 else
@@ -271,6 +315,14 @@ CONF
 		return
 	fi
 
+	ctl() { "$CTL" -s "$R/mp/sock" "$@"; }
+	nonode() { ! ctl show node "$1" >/dev/null 2>&1; }
+	# stat NAME: one counter of show stats -j.
+	stat() {
+		ctl -j show stats | tr ',{}' '\n\n\n' |
+		    sed -n "s/^[[:space:]]*\"$1\":[[:space:]]*//p"
+	}
+
 	client() { # client ACCOUNT ARGS...
 		_c_who=$1
 		shift
@@ -311,6 +363,8 @@ CONF
 	    "$T/$r.monalpushd.out"
 	check "$r: monalpushd logged the register event" sh -c \
 	    "cat '$R/mp/log'/* 2>/dev/null | grep -q 'event register jid=user@example.test[^ ]* node=$node token=$token'"
+	check "$r: show node finds the registration with its token" sh -c \
+	    "'$CTL' -v -s '$R/mp/sock' show node '$node' | grep -q '^token: *$token\$'"
 
 	# Token mode: <enable/> with node = token, pushModule = the app.
 	ttoken=$(hex64)
@@ -356,6 +410,10 @@ CONF
 		check "$r: monalpushd resolved example.test through DNS" sh -c \
 		    "tail -n +$dns0 '$T/dnsmasq.out' | grep -q 'query\[[A-Z]*\] [^ ]*example.test from'"
 	fi
+	dead_token
+	reregister
+	unregister
+	subject_access
 	[ "$failed" -gt "$failed0" ] && {
 		show "$T/$r.monalpushd.out" 40
 		grep -i 's2s\|push' "$P/prosody.log" | tail -n 30 >"$R/ps2s"
@@ -364,6 +422,148 @@ CONF
 	}
 	stop $mpid
 	stop $ppid
+}
+
+# The steps below run inside run(), after the first pushes, with its
+# variables and functions: r, R, P, node, token, ttoken, client, ctl,
+# nonode, stat.
+
+# 1. Apple says the registered token is dead (410 with a timestamp after
+# the registration): monalpushd deletes the registration and answers
+# cancel/item-not-found, mod_cloud_notify (push_max_errors 1, as ejabberd
+# does on the first error that is not "wait") disables push for the
+# node, and the next message publishes nothing.
+dead_token() {
+	mock_script "$token 410 Unregistered $(($(date +%s) * 1000 + 60000))"
+	check "$r: mock APNs reloaded its script (410 for the token)" [ $? -eq 0 ]
+	n410=$(count "/3/device/$token\".*\"status\":410" "$T/apns.jsonl")
+	client sender send user@example.test "dead token" >"$R/send3.out"
+	check "$r: APNs answered 410 Unregistered for the registered token" \
+	    wait_cmd 100 more "/3/device/$token\".*\"status\":410" $n410 \
+	    "$T/apns.jsonl"
+	check "$r: monalpushd deleted the registration (show node fails)" \
+	    wait_cmd 50 nonode "$node"
+	check "$r: monalpushd logged token-dead for the node" wait_cmd 50 \
+	    more "event token-dead node=$node token=$token status=410" 0 \
+	    "$R/mp/log"/*
+	check "$r: prosody got cancel/item-not-found for its publish" \
+	    wait_for "$P/prosody.log" \
+	    "Got error <cancel:item-not-found:[^>]*> for identifier 'push.test<$node'" 50
+	check "$r: mod_cloud_notify disabled push for the node" \
+	    wait_for "$P/prosody.log" \
+	    "Disabling push notifications for identifier 'push.test<$node'" 50
+	check "$r: show stats counts one dead token, one deleted registration" \
+	    [ "$(stat dead_token)/$(stat deleted)" = 1/1 ]
+
+	# Another message: Prosody stores it and finds no push service.
+	pl=$(wc -l <"$P/prosody.log")
+	inv=$(count "handle_notify_request() for offline stanza" "$P/prosody.log")
+	na=$(wc -l <"$T/apns.jsonl")
+	nm=$(wc -l <"$T/$r.monalpushd.out")
+	np=$(stat publishes)
+	client sender send user@example.test "after disable" >"$R/send4.out"
+	check "$r: prosody handled the next offline message" wait_cmd 50 \
+	    more "handle_notify_request() for offline stanza" "$inv" \
+	    "$P/prosody.log"
+	check "$r: mock APNs record and monalpushd's log unchanged for 1 s" \
+	    unchanged 10 "$T/apns.jsonl" "$T/$r.monalpushd.out"
+	check "$r: ... prosody sent no push for it" sh -c "! tail -n +$((pl + 1)) \
+	    '$P/prosody.log' | grep -q 'Sending .* push notification for user@'"
+	check "$r: ... nothing new in either since the message" sh -c \
+	    "[ \$(wc -l <'$T/apns.jsonl') -eq $na ] &&
+	    [ \$(wc -l <'$T/$r.monalpushd.out') -eq $nm ]"
+	check "$r: ... and monalpushd received no publish ($np before)" \
+	    [ "${np:-none}" = "$(stat publishes)" ]
+}
+
+# 2. The app registers the same node again with a new token (a new
+# registration: the old one is gone) and enables push again.
+reregister() {
+	token2=$(hex64)
+	nres=$(grep "Received\[s2s" "$P/prosody.log" | grep "<iq " |
+	    grep "from='push.test'" | grep "to='example.test'" |
+	    grep -c "type='result'")
+	client user register push.test "$token2" "$node" >"$R/register2.out"
+	sed 's/^/# user: /' "$R/register2.out"
+	check "$r: registered again: status=complete, same node" \
+	    grep -q "^registered status=complete node=$node jid=push.test" \
+	    "$R/register2.out"
+	check "$r: ... and push enabled again at prosody" \
+	    grep -q "^enabled jid=push.test" "$R/register2.out"
+	check "$r: show node has the new token" sh -c \
+	    "'$CTL' -v -s '$R/mp/sock' show node '$node' | grep -q '^token: *$token2\$'"
+	client sender send user@example.test "hello again" >"$R/send5.out"
+	check "$r: APNs got POST /3/device/<new token>, answered 200" \
+	    wait_for "$T/apns.jsonl" \
+	    "\"path\":\"/3/device/$token2\".*\"status\":200" 100
+	check "$r: prosody got a result for the new publish" \
+	    wait_cmd 30 publish_result "$P/prosody.log" "$nres"
+}
+
+# 3. The app unregisters through its server: v1-unregister-push, then
+# <disable/>.
+unregister() {
+	client user unregister push.test "$node" >"$R/unregister.out"
+	sed 's/^/# user: /' "$R/unregister.out"
+	check "$r: unregister reply is a result with jid and node" \
+	    grep -q "^unregistered status=complete node=$node jid=push.test" \
+	    "$R/unregister.out"
+	check "$r: ... and prosody disabled push" \
+	    grep -q "^disabled jid=push.test node=$node" "$R/unregister.out"
+	check "$r: show node fails after unregistration" nonode "$node"
+	check "$r: monalpushd logged the unregister event" wait_cmd 30 \
+	    more "event unregister jid=user@example.test[^ ]* node=$node token=$token2" \
+	    0 "$R/mp/log"/*
+}
+
+# 4. GDPR subject access: a new device of the user, then sar request,
+# the code sent from user@example.test through Prosody over s2s, sar
+# export and sar erase.
+subject_access() {
+	node3=$(cat /proc/sys/kernel/random/uuid)
+	token3=$(hex64)
+	client user register push.test "$token3" "$node3" >"$R/register3.out"
+	check "$r: a new device registered and enabled" \
+	    grep -q "^enabled jid=push.test" "$R/register3.out"
+	ctl sar export user@example.test >"$R/sar.noreq" 2>&1
+	check "$r: sar export before any request is refused" [ $? -ne 0 ]
+	ctl sar request user@example.test >"$R/sar.req" 2>&1
+	check "$r: sar request succeeds" [ $? -eq 0 ]
+	grep '^write to:' "$R/sar.req" | sed 's/^/# sar: /'
+	check "$r: sar request names gdpr@push.test" \
+	    grep -q "^write to: *gdpr@push.test\$" "$R/sar.req"
+	code=$(sed -n 's/^code: *//p' "$R/sar.req")
+	check "$r: sar request prints a code" [ -n "$code" ]
+	client user send gdpr@push.test "$code" >"$R/send6.out"
+	check "$r: the code sent from user@example.test through prosody" \
+	    grep -q "^sent to=gdpr@push.test" "$R/send6.out"
+	check "$r: monalpushd verified user@example.test" \
+	    wait_for "$T/$r.monalpushd.out" "sar: user@example.test verified" 50
+	ctl sar export user@example.test >"$R/sar.export" 2>&1
+	check "$r: sar export succeeds" [ $? -eq 0 ]
+	U='jid=user@example.test[^ ]*'
+	for l in "register $U node=$node token=$token" \
+	    "register $U node=$node token=$token2" \
+	    "unregister $U node=$node token=$token2" \
+	    "register $U node=$node3 token=$token3"; do
+		check "$r: export has 'event ${l%% *} ...${l##*=}'" \
+		    grep -q "event $l\$" "$R/sar.export"
+	done
+	check "$r: export has the record of the new device with its token" \
+	    sh -c "grep -A4 '^node: *$node3\$' '$R/sar.export' |
+	    grep -q '^token: *$token3\$'"
+	check "$r: export has exactly that one record" \
+	    [ "$(grep -c '^node:' "$R/sar.export")" -eq 1 ]
+	check "$r: export names nothing of the token-mode user" sh -c \
+	    "! grep -qE 'tok@example.test|$ttoken' '$R/sar.export'"
+	ctl sar erase user@example.test >"$R/sar.erase" 2>&1
+	check "$r: sar erase succeeds" [ $? -eq 0 ]
+	sed 's/^/# sar: /' "$R/sar.erase"
+	check "$r: sar erase erased one registration" \
+	    grep -q "^user@example.test: 1 registration erased" "$R/sar.erase"
+	check "$r: show node fails for the erased device" nonode "$node3"
+	check "$r: no code in monalpushd's logs" sh -c \
+	    "! grep -rqaF '$code' '$R/mp/log' '$T/$r.monalpushd.out'"
 }
 
 run cert true "$T/ca" "$T/ca/ca.pem"
