@@ -137,8 +137,10 @@ void
 log_event(const struct log_event *le)
 {
 	if (log_debug_stderr) {
-		fprintf(stderr, "%s event: %s %s %s\n", log_proc,
-		    log_event_name(le->le_type), le->le_jid, le->le_node);
+		fprintf(stderr, "%s event: %s%s%s%s%s\n", log_proc,
+		    log_event_name(le->le_type),
+		    le->le_jid[0] ? " jid=" : "", le->le_jid,
+		    le->le_node[0] ? " node=" : "", le->le_node);
 		fflush(stderr);
 	}
 	if (log_local_event != NULL)

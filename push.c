@@ -344,8 +344,11 @@ push_request(struct privsep *ps, uint32_t reqid, struct push_req *pq)
 		    r != REG_ENODE_LONG && r != REG_ENODE_CHAR) {
 			log_warnx("push: lookup: %s", registry_strerror(r));
 			push_reply(ps, reqid, PUSH_INTERNAL);
-		} else
+		} else {
+			log_debug("push: node %s from %s: %s", pq->pq_node,
+			    pq->pq_domain, registry_strerror(r));
 			push_reply(ps, reqid, PUSH_NOT_FOUND);
+		}
 		return;
 	}
 	strlcpy(token, rr.rr_token, sizeof(token));
