@@ -419,7 +419,7 @@ as_publish(const struct as_iq *iq, const struct xml_node *pubsub)
 	}
 	as_stats.as_publishes++;
 	proc_compose(mp_ps, PROC_PARENT, IMSG_PUSH_REQ, ap->ap_reqid, -1, &pq,
-	    sizeof(pq));
+	    IMSG_TAIL_LEN(&pq, pq_jid));
 	explicit_bzero(&pq, sizeof(pq));
 }
 

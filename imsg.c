@@ -443,15 +443,27 @@ imsgbuf_queuelen(struct imsgbuf *ibuf)
 void
 imsg_event_add(struct imsgev *iev)
 {
+	short	 want;
+
 	if (iev->handler == NULL) {
 		imsgbuf_flush(&iev->ibuf);
 		return;
 	}
-	iev->events = EV_READ;
+	/*
+	 * Persistent, and changed only when write interest changes: a
+	 * channel busy with small messages would otherwise cost two
+	 * epoll_ctl calls per callback.
+	 */
+	want = EV_READ | EV_PERSIST;
 	if (imsgbuf_queuelen(&iev->ibuf) > 0)
-		iev->events |= EV_WRITE;
-	if (event_initialized(&iev->ev))
+		want |= EV_WRITE;
+	if (event_initialized(&iev->ev)) {
+		if (iev->events == want &&
+		    event_pending(&iev->ev, EV_READ, NULL))
+			return;
 		event_del(&iev->ev);
+	}
+	iev->events = want;
 	event_set(&iev->ev, iev->ibuf.fd, iev->events, iev->handler, iev);
 	event_add(&iev->ev, NULL);
 }

@@ -147,7 +147,7 @@ log_event(const struct log_event *le)
 		log_local_event(le);
 	else if (log_sink != NULL)
 		imsg_compose_event(log_sink, IMSG_LOG_EVENT, 0, 0, -1, le,
-		    sizeof(*le));
+		    IMSG_TAIL_LEN(le, le_jid));
 }
 
 const char *

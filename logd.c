@@ -26,6 +26,7 @@
 
 #include "monalpushd.h"
 
+#define LOGD_BUF_SIZE	(64 * 1024)	/* gathered lines, one write */
 #define LOGD_PREFIX	"monalpush-"
 #define LOGD_SUFFIX	".log"
 #define LOGD_NAMELEN	(sizeof(LOGD_PREFIX) - 1 + 10 + sizeof(LOGD_SUFFIX) - 1)
@@ -51,6 +52,12 @@ struct logd {
 	char		 ld_day[11];	/* YYYY-MM-DD of ld_fd */
 	int		 ld_retention;
 	struct log_stats ld_stats;
+	char		 ld_buf[LOGD_BUF_SIZE];
+	size_t		 ld_buflen;
+	time_t		 ld_bufday;	/* a time in the day of ld_buf */
+	uint64_t	 ld_bufcount[PROC_MAX];
+	struct event	 ld_flush_ev;
+	int		 ld_flush_armed;
 	struct event	 ld_purge_ev;
 	struct event	 ld_sigterm;
 	struct event	 ld_sigusr1;
@@ -183,26 +190,74 @@ logd_open(time_t now)
 	return (0);
 }
 
-/* Append one finished line; on error drop it and count it. */
+/*
+ * Lines are gathered and written once per event-loop turn (or when the
+ * buffer fills or the day changes): one write(2) for a burst of pushes
+ * instead of one per line.  A failed write drops the lines it carried
+ * and counts them against the processes that sent them.
+ */
+static void
+logd_flush(void)
+{
+	enum mp_proc	 p;
+	size_t		 off = 0;
+	ssize_t		 n;
+
+	if (logd.ld_buflen == 0)
+		return;
+	if (logd_open(logd.ld_bufday) == -1)
+		off = 0;
+	else
+		while (off < logd.ld_buflen) {
+			n = write(logd.ld_fd, logd.ld_buf + off,
+			    logd.ld_buflen - off);
+			if (n <= 0) {
+				/* A torn line must not run into the next. */
+				if (off > 0 && logd.ld_buf[off - 1] != '\n')
+					(void)write(logd.ld_fd, "\n", 1);
+				close(logd.ld_fd);
+				logd.ld_fd = -1;
+				break;
+			}
+			off += n;
+		}
+	if (off < logd.ld_buflen)
+		for (p = 0; p < PROC_MAX; p++)
+			logd.ld_stats.ls_dropped[p] += logd.ld_bufcount[p];
+	logd.ld_buflen = 0;
+	memset(logd.ld_bufcount, 0, sizeof(logd.ld_bufcount));
+}
+
+static void
+logd_flush_cb(int fd, short event, void *arg)
+{
+	logd.ld_flush_armed = 0;
+	logd_flush();
+}
+
 static void
 logd_append(time_t t, const char *line, size_t len)
 {
-	ssize_t	 n;
+	struct timeval	 now = { 0, 0 };
 
 	logd.ld_stats.ls_lines[logd_source]++;
-	if (logd_open(t) == -1) {
+	if (logd.ld_buflen > 0 && (t / 86400 != logd.ld_bufday / 86400 ||
+	    logd.ld_buflen + len > sizeof(logd.ld_buf)))
+		logd_flush();
+	if (len > sizeof(logd.ld_buf)) {
 		logd.ld_stats.ls_dropped[logd_source]++;
 		return;
 	}
-	n = write(logd.ld_fd, line, len);
-	if (n != (ssize_t)len) {
-		/* A short write leaves a torn line; end it. */
-		if (n > 0)
-			(void)write(logd.ld_fd, "\n", 1);
-		logd.ld_stats.ls_dropped[logd_source]++;
-		close(logd.ld_fd);
-		logd.ld_fd = -1;
-	}
+	if (logd.ld_buflen == 0)
+		logd.ld_bufday = t;
+	memcpy(logd.ld_buf + logd.ld_buflen, line, len);
+	logd.ld_buflen += len;
+	logd.ld_bufcount[logd_source]++;
+	if (!logd.ld_flush_armed && event_initialized(&logd.ld_flush_ev)) {
+		logd.ld_flush_armed = 1;
+		evtimer_add(&logd.ld_flush_ev, &now);
+	} else if (!event_initialized(&logd.ld_flush_ev))
+		logd_flush();	/* before the event loop: at once */
 }
 
 static void
@@ -285,9 +340,7 @@ logd_recv_event(struct imsg *imsg)
 {
 	struct log_event	 le;
 
-	IMSG_SIZE_CHECK(imsg, &le);
-	memcpy(&le, imsg->data, sizeof(le));
-	IMSG_STR_CHECK(le.le_jid);
+	IMSG_TAIL_GET(imsg, &le, le_jid);
 	IMSG_STR_CHECK(le.le_node);
 	IMSG_STR_CHECK(le.le_token);
 	log_sanitize(le.le_jid);
@@ -458,6 +511,7 @@ logd_search(struct privsep *ps, struct imsg *imsg)
 	IMSG_SIZE_CHECK(imsg, &sh);
 	memcpy(&sh, imsg->data, sizeof(sh));
 	IMSG_STR_CHECK(sh.sh_jid);
+	logd_flush();		/* the search reads the files */
 	if (logd.ld_nsearches >= SAR_SEARCH_MAX ||
 	    (lq = calloc(1, sizeof(*lq))) == NULL) {
 		log_warnx("%s: cannot start one more search", __func__);
@@ -555,6 +609,7 @@ logd_sig(int sig, short event, void *arg)
 		ps->ps_exiting = 1;
 		logd_drain(ps);
 		log_info("exiting");
+		logd_flush();
 		exit(0);
 #ifdef MONALPUSHD_TEST
 	case SIGUSR1:
@@ -614,6 +669,7 @@ logd_main(struct privsep *ps)
 	signal_add(&logd.ld_sigusr2, NULL);
 #endif
 	evtimer_set(&logd.ld_purge_ev, logd_purge_cb, NULL);
+	evtimer_set(&logd.ld_flush_ev, logd_flush_cb, NULL);
 	evtimer_set(&logd.ld_search_ev, logd_search_step, ps);
 	TAILQ_INIT(&logd.ld_searches);
 	proc_listen(ps, logd_dispatch_table);

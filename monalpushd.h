@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -141,6 +142,24 @@ struct imsgev {
 #define IMSG_STR_CHECK(s) do {						\
 	if (memchr((s), '\0', sizeof(s)) == NULL)			\
 		fatalx("%s: unterminated %s", __func__, #s);		\
+} while (0)
+/*
+ * A struct whose last member is a string (a JID: up to 3 KiB, usually
+ * a few dozen bytes) travels without the unused tail of that array.
+ * IMSG_TAIL_LEN: the bytes to send.  IMSG_TAIL_GET: copy a received one
+ * into *p, zeroing the rest, after checking its length and final NUL.
+ */
+#define IMSG_TAIL_LEN(p, field)						\
+	(offsetof(__typeof__(*(p)), field) + strlen((p)->field) + 1)
+#define IMSG_TAIL_GET(imsg, p, field) do {				\
+	size_t	_tl = IMSG_DATA_SIZE(imsg);				\
+	if (_tl <= offsetof(__typeof__(*(p)), field) ||			\
+	    _tl > sizeof(*(p)) ||					\
+	    ((const char *)(imsg)->data)[_tl - 1] != '\0')		\
+		fatalx("%s: type %u: bad length %zu", __func__,	\
+		    (imsg)->hdr.type, _tl);				\
+	memset((p), 0, sizeof(*(p)));					\
+	memcpy((p), (imsg)->data, _tl);					\
 } while (0)
 
 void	 imsgbuf_init(struct imsgbuf *, int);
@@ -442,14 +461,14 @@ struct reg_res {			/* IMSG_REG_RES, IMSG_UNREG_RES */
 	char		 rs_text[128];			/* for bad-request */
 };
 
-struct push_req {			/* IMSG_PUSH_REQ */
+struct push_req {			/* IMSG_PUSH_REQ, IMSG_TAIL_LEN */
 	char		 pq_domain[DOMAIN_MAX + 1];	/* authenticated */
-	char		 pq_jid[JID_MAX + 1];		/* from: domain or JID */
 	char		 pq_node[TOKEN_MAX + 1];	/* node, or the token */
 	char		 pq_app[APP_NAME_MAX];		/* pushModule, "" none */
 	uint8_t		 pq_secret[SECRET_LEN];
 	int32_t		 pq_has_secret;
 	int32_t		 pq_pushtype;		/* PRIO_ALERT or _BACKGROUND */
+	char		 pq_jid[JID_MAX + 1];		/* from: domain or JID */
 };
 
 enum push_outcome {
@@ -607,13 +626,13 @@ enum log_event_type { EV_REGISTER, EV_UNREGISTER, EV_PUSH, EV_TOKEN_DEAD,
 	EV_SAR_ERASE };
 
 /* A privacy event: exactly the fields the policy names. */
-struct log_event {
+struct log_event {			/* IMSG_LOG_EVENT, IMSG_TAIL_LEN */
 	int32_t		 le_type;
 	int64_t		 le_time;
-	char		 le_jid[JID_MAX + 1];	/* JID, or domain for pushes */
 	char		 le_node[NODE_MAX + 1];
 	char		 le_token[TOKEN_MAX + 1];
 	int32_t		 le_status;		/* APNs status, token-dead */
+	char		 le_jid[JID_MAX + 1];	/* JID, or domain for pushes */
 };
 
 struct log_stats {

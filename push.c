@@ -529,11 +529,9 @@ parent_push_dispatch(struct privsep *ps, enum mp_proc peer,
 	case IMSG_PUSH_REQ:
 		if (peer != PROC_XMPPE)
 			return (-1);
-		IMSG_SIZE_CHECK(imsg, &pq);
-		memcpy(&pq, imsg->data, sizeof(pq));
-		explicit_bzero(imsg->data, sizeof(pq));
+		IMSG_TAIL_GET(imsg, &pq, pq_jid);
+		explicit_bzero(imsg->data, IMSG_DATA_SIZE(imsg));
 		IMSG_STR_CHECK(pq.pq_domain);
-		IMSG_STR_CHECK(pq.pq_jid);
 		IMSG_STR_CHECK(pq.pq_node);
 		IMSG_STR_CHECK(pq.pq_app);
 		stats.st_publishes++;

@@ -830,7 +830,7 @@ s2s_accept_cb(int fd, short ev, void *arg)
 	struct s2s_conn		*c;
 	struct timeval		 tv = { S2S_ACCEPT_PAUSE, 0 };
 	char			 ip[INET6_ADDRSTRLEN], addr[ADDR_MAX];
-	int			 s;
+	int			 s, one = 1;
 
 	for (;;) {
 		len = sizeof(ss);
@@ -847,6 +847,9 @@ s2s_accept_cb(int fd, short ev, void *arg)
 				    sl->sl_name);
 			return;
 		}
+		/* Replies are small and latency matters: no Nagle delay. */
+		(void)setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
 		s2s_addr_str(&ss, ip, sizeof(ip), addr, sizeof(addr));
 		if (s2s_nconns >= s2s_cf->c_conn_max ||
 		    s2s_count_ip(ip) >= s2s_cf->c_conn_per_peer) {

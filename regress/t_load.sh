@@ -141,7 +141,8 @@ for victim in xmppe apnse logd; do
 	check "$victim killed: all $nacked answered registrations present after restart ($missing missing)" \
 	    [ "$nacked" -gt 0 -a "$missing" -eq 0 ]
 	start_daemon "$d" || fail "$victim: daemon restarts on the same store"
-	out=$("$CTL" -s "$d/sock" show registrations)
+	out=$("$CTL" -s "$d/sock" show registrations 2>&1)
+	echo "$out" | sed 's/^/# /'
 	check "$victim: the restarted daemon serves its registrations" \
 	    sh -c "echo \"\$1\" | grep -Eq 'monalProdiOS +[1-9]'" x "$out"
 	kill -TERM "$DPID"; wait "$DPID"
