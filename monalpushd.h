@@ -418,6 +418,7 @@ int		 parent_reload(struct privsep *);
 void		 parent_shutdown(struct privsep *, int);
 int		 parent_registry_open(struct privsep *);
 void		 parent_registry_close(struct privsep *);
+void		 parent_registry_kick(struct privsep *);
 int		 parent_registry_dispatch(struct privsep *, enum mp_proc,
 		    struct imsg *);
 int		 parent_registry_ctl(struct privsep *, uint32_t, struct imsg *);

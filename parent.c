@@ -343,9 +343,11 @@ parent_main(struct privsep *ps)
  * children are forked, so no child holds one of its descriptors.
  */
 
-#define REG_FLUSH_INTERVAL_MS	100	/* grouped timestamp updates */
+#define REG_FLUSH_INTERVAL_MS	100	/* checkpoints, and a safety flush */
 
 static struct event	 reg_flush_ev;
+static struct event	 reg_turn_ev;	/* flush once per loop turn */
+static int		 reg_turn_armed;
 static time_t		 reg_last_checkpoint;
 
 static int
@@ -381,6 +383,38 @@ parent_registry_tick(int fd, short event, void *arg)
 	evtimer_add(&reg_flush_ev, &tv);
 }
 
+static void
+parent_registry_turn(int fd, short event, void *arg)
+{
+	struct privsep	*ps = arg;
+	int		 r;
+
+	reg_turn_armed = 0;
+	if ((r = registry_flush(ps->ps_reg)) != REG_OK) {
+		if (r == REG_EPANIC)
+			fatalx("registration database needs recovery; exiting "
+			    "so that the restart recovers it");
+		log_warnx("registry: timestamp updates: %s",
+		    registry_strerror(r));
+	}
+}
+
+/*
+ * Timestamp updates of one event-loop turn go into one unsynced
+ * transaction at its end: small enough never to stall the loop, and
+ * never a disk flush per push.
+ */
+void
+parent_registry_kick(struct privsep *ps)
+{
+	struct timeval	 now = { 0, 0 };
+
+	if (reg_turn_armed)
+		return;
+	reg_turn_armed = 1;
+	evtimer_add(&reg_turn_ev, &now);
+}
+
 int
 parent_registry_open(struct privsep *ps)
 {
@@ -398,6 +432,7 @@ parent_registry_open(struct privsep *ps)
 	}
 	reg_last_checkpoint = time(NULL);
 	evtimer_set(&reg_flush_ev, parent_registry_tick, ps);
+	evtimer_set(&reg_turn_ev, parent_registry_turn, ps);
 	parent_registry_tick(-1, 0, ps);
 	return (0);
 }

@@ -453,6 +453,8 @@ push_result(struct privsep *ps, uint32_t id, const struct apns_result *ar)
 			(void)registry_mark_error(ps->ps_reg, pi->pi_node, now);
 		break;
 	}
+	if (registry_pending(ps->ps_reg) > 0)
+		parent_registry_kick(ps);
 	push_reply(ps, pi->pi_reqid, outcome);
 	free(pi);
 }
