@@ -27,9 +27,11 @@ CPPFLAGS+=	-I. -Icompat $(PKG_CFLAGS) $(DB_CFLAGS) -D_GNU_SOURCE
 LDLIBS+=	$(PKG_LIBS) $(DB_LIBS) -lm
 
 # Objects of the daemon; each process and each concern its own file.
-LIBOBJS=	imsg.o log.o config.o parse.o sandbox.o registry.o apns.o jwt.o xml.o
+LIBOBJS=	imsg.o log.o config.o parse.o sandbox.o registry.o apns.o \
+		apnsmsg.o apnsdns.o h2.o jwt.o xml.o
 PROCOBJS=	parent.o push.o control.o logd.o xmppe.o apnse.o proc.o \
-		appserver.o s2s.o dns.o sar.o
+		appserver.o s2s.o s2s_conf.o s2s_io.o s2s_in.o s2s_out.o \
+		dialback.o s2s_cert.o dns.o sar.o
 MAINOBJ=	monalpushd.o
 
 # The test build: same sources, plus the forbidden-act handler.
@@ -63,6 +65,11 @@ monalpushctl/%.o: monalpushctl/%.c monalpushctl/parser.h monalpushd.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 $(CTL): $(CTLOBJS) libmonalpushd.a
 	$(CC) $(LDFLAGS) -o $@ $(CTLOBJS) libmonalpushd.a $(LDLIBS)
+
+# Private headers of the files split by concern.
+S2SOBJS=	s2s.o s2s_conf.o s2s_io.o s2s_in.o s2s_out.o dialback.o s2s_cert.o
+$(S2SOBJS) $(addprefix $(TESTDIR)/,$(S2SOBJS)): s2s.h
+apns.o h2.o apnsdns.o: apns.h
 
 include regress/Makefile.inc
 include bench/Makefile.inc

@@ -10,7 +10,7 @@ LIBS="$(pkg-config --libs $PKGS) -ldb-5.3 -lm"
 out=regress/fuzz/out
 mkdir -p "$out"
 rc=0
-for t in apns_reason:"apns.c jwt.c" xml_stream:"xml.c"; do
+for t in apns_reason:"apnsmsg.c" xml_stream:"xml.c"; do
 	name=${t%%:*}
 	srcs=${t#*:}
 	echo "=== $name"
