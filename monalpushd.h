@@ -1054,7 +1054,7 @@ const char	*registry_errmsg(struct registry *);
 
 /* end registry.c */
 
-/* apns.c, jwt.c (owned by the APNs client work; keep to this group) */
+/* apns.c, h2.c, apnsmsg.c, apnsdns.c, jwt.c: the APNs client */
 
 /*
  * The APNs client of apnse: per app a pool of HTTP/2 connections over
