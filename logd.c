@@ -26,6 +26,7 @@
 
 #include "monalpushd.h"
 
+#define LOGD_SEARCH_NODES 1024	/* nodes one JID's lines may name */
 #define LOGD_BUF_SIZE	(64 * 1024)	/* gathered lines, one write */
 #define LOGD_PREFIX	"monalpush-"
 #define LOGD_SUFFIX	".log"
@@ -44,6 +45,10 @@ struct logd_search {
 	size_t			 lq_next;
 	FILE			*lq_fp;
 	struct sar_end		 lq_end;
+	int			 lq_pass;	/* 1: the JID's lines; 2: */
+	char			 lq_domain[DOMAIN_MAX + 1]; /* its nodes' */
+	char			 lq_nodes[LOGD_SEARCH_NODES][NODE_MAX + 1];
+	size_t			 lq_nnodes;
 };
 
 struct logd {
@@ -460,6 +465,51 @@ logd_search_getline(struct logd_search *lq, char *line, size_t size)
 	}
 }
 
+static int
+logd_search_node(struct logd_search *lq, const char *node)
+{
+	size_t	 i;
+
+	for (i = 0; i < lq->lq_nnodes; i++)
+		if (strcmp(lq->lq_nodes[i], node) == 0)
+			return (1);
+	return (0);
+}
+
+/*
+ * Pass 1: the event lines whose jid= is the JID; the nodes they name
+ * are kept.  Pass 2: the push and token-dead lines of those nodes,
+ * which a user's server logs under its domain: the times of the pushes
+ * to the person's devices are theirs too.
+ */
+static int
+logd_search_match(struct logd_search *lq, const char *line)
+{
+	char	 jid[JID_MAX + 1], node[NODE_MAX + 1];
+	int	 hasjid, hasnode;
+
+	hasjid = sar_line_field(line, "jid", jid, sizeof(jid)) == 0;
+	hasnode = sar_line_field(line, "node", node, sizeof(node)) == 0;
+	if (lq->lq_pass == 1) {
+		if (!hasjid || strcasecmp(jid, lq->lq_jid) != 0)
+			return (0);
+		if (hasnode && !logd_search_node(lq, node)) {
+			if (lq->lq_nnodes < LOGD_SEARCH_NODES)
+				strlcpy(lq->lq_nodes[lq->lq_nnodes++], node,
+				    sizeof(lq->lq_nodes[0]));
+			else
+				lq->lq_end.sn_errors++;
+		}
+		return (1);
+	}
+	if (!hasnode || !logd_search_node(lq, node) ||
+	    (strstr(line, " event push ") == NULL &&
+	    strstr(line, " event token-dead ") == NULL))
+		return (0);
+	/* Pass 1 had the JID's own; a push logged under its domain. */
+	return (!hasjid || strcasecmp(jid, lq->lq_domain) == 0);
+}
+
 /* A slice of the oldest search; the timer brings the next one. */
 static void
 logd_search_step(int fd, short event, void *arg)
@@ -468,7 +518,6 @@ logd_search_step(int fd, short event, void *arg)
 	struct logd_search	*lq;
 	struct timeval		 tv = { 0, 0 };
 	char			 line[SAR_LINE_MAX + 2];
-	char			 jid[JID_MAX + 1];
 	int			 n;
 
 	if ((lq = TAILQ_FIRST(&logd.ld_searches)) == NULL)
@@ -482,6 +531,12 @@ logd_search_step(int fd, short event, void *arg)
 	}
 	for (n = 0; n < LOGD_SEARCH_STEP; n++) {
 		if (lq->lq_fp == NULL && logd_search_open(lq) == -1) {
+			/* Then the pushes to the nodes those lines named. */
+			if (lq->lq_pass == 1 && lq->lq_nnodes > 0) {
+				lq->lq_pass = 2;
+				lq->lq_next = 0;
+				continue;
+			}
 			logd_search_done(ps, lq);
 			break;
 		}
@@ -490,8 +545,7 @@ logd_search_step(int fd, short event, void *arg)
 			lq->lq_fp = NULL;
 			continue;
 		}
-		if (sar_line_field(line, "jid", jid, sizeof(jid)) == -1 ||
-		    strcasecmp(jid, lq->lq_jid) != 0)
+		if (!logd_search_match(lq, line))
 			continue;
 		proc_compose(ps, PROC_PARENT, IMSG_SAR_LINE, lq->lq_id, -1,
 		    line, strlen(line) + 1);
@@ -507,6 +561,7 @@ logd_search(struct privsep *ps, struct imsg *imsg)
 	struct sar_search	 sh;
 	struct logd_search	*lq;
 	struct sar_end		 sn;
+	char			*at;
 
 	IMSG_SIZE_CHECK(imsg, &sh);
 	memcpy(&sh, imsg->data, sizeof(sh));
@@ -523,6 +578,11 @@ logd_search(struct privsep *ps, struct imsg *imsg)
 	}
 	lq->lq_id = imsg->hdr.peerid;
 	strlcpy(lq->lq_jid, sh.sh_jid, sizeof(lq->lq_jid));
+	lq->lq_pass = 1;
+	if ((at = strchr(lq->lq_jid, '@')) != NULL)
+		strlcpy(lq->lq_domain, at + 1, sizeof(lq->lq_domain));
+	else
+		strlcpy(lq->lq_domain, lq->lq_jid, sizeof(lq->lq_domain));
 	logd_search_files(lq);
 	TAILQ_INSERT_TAIL(&logd.ld_searches, lq, lq_entry);
 	if (logd.ld_nsearches++ == 0)

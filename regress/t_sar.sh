@@ -73,6 +73,8 @@ ${yday}T10:00:01Z event register jid=$U.evil node=evil-node token=$TOK_E
 ${yday}T10:00:02Z event register jid=x$U node=evil-node token=$TOK_E
 ${yday}T10:00:03Z xmppe info: event register jid=$U node=evil-node token=$TOK_E
 ${yday}T10:00:04Z event push jid=example.test node=evil-node $U
+${yday}T10:00:05Z event push jid=example.test node=user-dev-2
+${yday}T10:00:06Z event push jid=elsewhere.test node=user-dev-2
 EOF
 
 ctl sar export $U >"$T/out" 2>&1
@@ -128,6 +130,10 @@ check "export: the register line of device 1" \
 check "export: the register line of device 2" \
     has "$T/exp" "event register jid=$U node=user-dev-2 token=$TOK_U2"
 check "export: the older file's line" has "$T/exp" "event push jid=$U node=user-dev-1"
+check "export: pushes to the user's node logged under the domain" \
+    has "$T/exp" "event push jid=example.test node=user-dev-2"
+check "export: not those logged under another domain" \
+    hasnt "$T/exp" "jid=elsewhere.test"
 check "export: the older file comes first" \
     [ "$(grep -n 'event' "$T/exp" | head -1 | grep -c "$yday")" -eq 1 ]
 check "export: record of device 1 with its full token" \
@@ -147,7 +153,7 @@ check "export -j: lines as strings, records as objects" /usr/bin/python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["jid"] == "user@example.test"
-assert len(d["lines"]) == 3 and all(isinstance(l, str) for l in d["lines"])
+assert len(d["lines"]) == 4 and all(isinstance(l, str) for l in d["lines"])
 nodes = sorted(r["node"] for r in d["registrations"])
 assert nodes == ["user-dev-1", "user-dev-2"], nodes
 for r in d["registrations"]:
