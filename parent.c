@@ -476,14 +476,29 @@ ctl_reg_fill(struct ctl_reg *cg, const struct reg_record *rr, int verbose)
 struct ctl_walk {
 	struct privsep	*cw_ps;
 	uint32_t	 cw_id;
+	int		 cw_verbose;
+	int		 cw_napps;
+	uint64_t	*cw_counts;	/* per configured app, in order */
 };
 
+/* One pass over the store counts every app and lists with -v. */
 static int
 parent_ctl_reg_cb(const struct reg_record *rr, void *arg)
 {
 	struct ctl_walk	*cw = arg;
 	struct ctl_reg	 cg;
+	struct mp_app	*a;
+	int		 i = 0;
 
+	TAILQ_FOREACH(a, &cw->cw_ps->ps_conf->c_apps, a_entry) {
+		if (strcmp(a->a_name, rr->rr_app) == 0) {
+			cw->cw_counts[i]++;
+			break;
+		}
+		i++;
+	}
+	if (!cw->cw_verbose)
+		return (0);
 	ctl_reg_fill(&cg, rr, 1);
 	control_imsg_reply(cw->cw_ps, cw->cw_id, IMSG_CTL_REG, &cg,
 	    sizeof(cg));
@@ -510,7 +525,8 @@ parent_registry_ctl(struct privsep *ps, uint32_t id, struct imsg *imsg)
 	struct ctl_regcount	 rc;
 	struct ctl_reg		 cg;
 	struct reg_record	 rr;
-	struct ctl_walk		 cw = { ps, id };
+	struct ctl_walk		 cw = { ps, id, 0, 0, NULL };
+	int			 i;
 	struct mp_app		*a;
 	int			 r;
 
@@ -533,24 +549,29 @@ parent_registry_ctl(struct privsep *ps, uint32_t id, struct imsg *imsg)
 
 	switch (imsg->hdr.type) {
 	case IMSG_CTL_SHOW_REGS:
-		TAILQ_FOREACH(a, &ps->ps_conf->c_apps, a_entry) {
-			memset(&rc, 0, sizeof(rc));
-			strlcpy(rc.rc_app, a->a_name, sizeof(rc.rc_app));
-			if ((r = registry_count(ps->ps_reg, a->a_name,
-			    &rc.rc_count)) != REG_OK) {
-				parent_ctl_fail(ps, id, "%s",
-				    registry_strerror(r));
-				return (0);
-			}
-			control_imsg_reply(ps, id, IMSG_CTL_REG_COUNT, &rc,
-			    sizeof(rc));
+		TAILQ_FOREACH(a, &ps->ps_conf->c_apps, a_entry)
+			cw.cw_napps++;
+		if ((cw.cw_counts = calloc(cw.cw_napps + 1,
+		    sizeof(*cw.cw_counts))) == NULL) {
+			parent_ctl_fail(ps, id, "out of memory");
+			return (0);
 		}
-		if (cr.cr_verbose &&
-		    (r = registry_list(ps->ps_reg, parent_ctl_reg_cb, &cw)) !=
+		cw.cw_verbose = cr.cr_verbose;
+		if ((r = registry_list(ps->ps_reg, parent_ctl_reg_cb, &cw)) !=
 		    REG_OK) {
+			free(cw.cw_counts);
 			parent_ctl_fail(ps, id, "%s", registry_strerror(r));
 			return (0);
 		}
+		i = 0;
+		TAILQ_FOREACH(a, &ps->ps_conf->c_apps, a_entry) {
+			memset(&rc, 0, sizeof(rc));
+			strlcpy(rc.rc_app, a->a_name, sizeof(rc.rc_app));
+			rc.rc_count = cw.cw_counts[i++];
+			control_imsg_reply(ps, id, IMSG_CTL_REG_COUNT, &rc,
+			    sizeof(rc));
+		}
+		free(cw.cw_counts);
 		break;
 	case IMSG_CTL_SHOW_NODE:
 		if ((r = registry_get(ps->ps_reg, cr.cr_arg, &rr)) != REG_OK) {
