@@ -77,4 +77,16 @@ fi
 kill -TERM "$DPID"; wait "$DPID"
 check "registration survives a restart" sh -c "'$REGTOOL' '$d/db' get node-two | grep -q 'domain=example.org'"
 check "unregistered node is gone after restart" sh -c "! '$REGTOOL' '$d/db' get node-one 2>/dev/null"
+
+# A damaged store stops the daemon with a message naming the directory
+# and what to do; it never starts empty.
+d=$(conf_base damaged)
+mkdir -p "$d/db"
+echo "this is not a Berkeley DB B-tree" >"$d/db/nodes.db"
+"$DAEMON" -d -f "$d/monalpush.conf" >"$d/stderr" 2>&1
+check "damaged store: the daemon refuses to start" [ $? -ne 0 ]
+check "damaged store: the message names the directory" grep -q "$d/db" "$d/stderr"
+check "damaged store: the message says what to do" grep -qi "backup\|db_recover" "$d/stderr"
+check "damaged store: the file is left as it was" \
+    grep -q "this is not a Berkeley DB" "$d/db/nodes.db"
 finish
