@@ -128,6 +128,37 @@ start_mock() {
 	MOCKPORT=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$T/mock.out")
 }
 
+# conf_mock NAME: writes $T/NAME/monalpush.conf for a daemon on a free
+# port ($port) whose default app "monalProdiOS" sends to the mock APNs
+# (start_mock first) without a rate limit; tests append what they need
+# (more apps, routes, limits) with cat >>.  Prints the directory.
+conf_mock() {
+	_d=$T/$1
+	mkdir -p "$_d"
+	port=$(free_port)
+	cat >"$_d/monalpush.conf" <<CONF
+listen on 127.0.0.1 port $port
+domain "push.localhost" {
+	certificate "$T/push.localhost.pem"
+	key "$T/push.localhost.key"
+}
+app "monalProdiOS" {
+	topic "G7YU7X7KRJ.SworIM"
+	environment sandbox
+	host "127.0.0.1"
+	port $MOCKPORT
+	certificate "$T/push.localhost.pem" key "$T/push.localhost.key"
+	ca "$T/ca.pem"
+	rate limit 0
+	default
+}
+ca file "$T/ca.pem"
+log directory "$_d/log"
+database "$_d/db"
+control socket "$_d/sock"
+CONF
+}
+
 finish() {
 	exit $((failed > 0))
 }

@@ -29,26 +29,10 @@ $TOK_GONE 410
 EOF
 start_mock "$T/script" || { fail "mock APNs starts"; finish; }
 
+conf_mock push
 d=$T/push
-mkdir -p "$d"
-port=$(free_port)
 peerport=$(free_port)
-cat >"$d/monalpush.conf" <<CONF
-listen on 127.0.0.1 port $port
-domain "push.localhost" {
-	certificate "$T/push.localhost.pem"
-	key "$T/push.localhost.key"
-}
-app "monalProdiOS" {
-	topic "G7YU7X7KRJ.SworIM"
-	environment sandbox
-	host "127.0.0.1"
-	port $MOCKPORT
-	certificate "$T/push.localhost.pem" key "$T/push.localhost.key"
-	ca "$T/ca.pem"
-	rate limit 0
-	default
-}
+cat >>"$d/monalpush.conf" <<CONF
 app "monalRate" {
 	topic "G7YU7X7KRJ.SworIM"
 	environment sandbox
@@ -59,12 +43,8 @@ app "monalRate" {
 	rate limit 2
 	mode token
 }
-ca file "$T/ca.pem"
 apns timeout 2
 route "example.test" to 127.0.0.1 port $peerport
-log directory "$d/log"
-database "$d/db"
-control socket "$d/sock"
 CONF
 start_daemon "$d" || { fail "daemon starts"; finish; }
 

@@ -11,31 +11,11 @@ N=1000
 
 certs "$T" push.localhost example.test 127.0.0.1 || { fail "test CA"; finish; }
 start_mock || { fail "mock APNs starts"; finish; }
+conf_mock streams
 d=$T/streams
-mkdir -p "$d"
-port=$(free_port)
-cat >"$d/monalpush.conf" <<CONF
-listen on 127.0.0.1 port $port
-domain "push.localhost" {
-	certificate "$T/push.localhost.pem"
-	key "$T/push.localhost.key"
-}
-app "monalProdiOS" {
-	topic "G7YU7X7KRJ.SworIM"
-	environment sandbox
-	host "127.0.0.1"
-	port $MOCKPORT
-	certificate "$T/push.localhost.pem" key "$T/push.localhost.key"
-	ca "$T/ca.pem"
-	rate limit 0
-	default
-}
-ca file "$T/ca.pem"
+cat >>"$d/monalpush.conf" <<CONF
 max connections $((N + 100))
 max connections per peer $((N + 100))
-log directory "$d/log"
-database "$d/db"
-control socket "$d/sock"
 CONF
 "$LG" populate "$d/db" 2000 monalProdiOS example.test "$T/nodes.txt" \
     >/dev/null 2>&1 || { fail "registrations populated"; finish; }
