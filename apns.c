@@ -163,6 +163,19 @@ req_timeout(int fd, short ev, void *arg)
 }
 
 /* A stream ended: a response, a refusal, or a loss. */
+/* Every response, retried ones too, by its HTTP status. */
+static void
+apns_count_status(struct apns_app *app, int status)
+{
+	static const int	 statuses[] = APNS_STATUSES;
+	size_t			 i;
+
+	for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
+		if (statuses[i] == status)
+			break;
+	app->a_stats.as_status[i]++;
+}
+
 void
 apns_req_end(struct apns_conn *c, struct apns_req *r, int how)
 {
@@ -193,6 +206,7 @@ apns_req_end(struct apns_conn *c, struct apns_req *r, int how)
 	}
 	if (r->r_status != 403 && r->r_status < 500)
 		c->c_authok = 1;
+	apns_count_status(app, r->r_status);
 	kind = apns_classify(r->r_status, reason);
 	r->r_laststatus = r->r_status;
 	if (kind == APNS_TRANSIENT) {

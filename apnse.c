@@ -236,6 +236,7 @@ apnse_show(struct privsep *ps, uint32_t id)
 		ca.ca_operator = st.as_kind[APNS_OPERATOR];
 		ca.ca_transient = st.as_kind[APNS_TRANSIENT];
 		ca.ca_queue_full = st.as_kind[APNS_QUEUE_FULL];
+		memcpy(ca.ca_status, st.as_status, sizeof(ca.ca_status));
 		strlcpy(ca.ca_lasterr, st.as_lasterr, sizeof(ca.ca_lasterr));
 		proc_compose(ps, PROC_PARENT, IMSG_CTL_APNS, id, -1, &ca,
 		    sizeof(ca));

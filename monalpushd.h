@@ -66,6 +66,9 @@
 #define APNS_TIMEOUT_DEFAULT	10
 #define APNS_CONNS_DEFAULT	4
 #define APNS_QUEUE_DEFAULT	10000
+/* APNs responses counted by HTTP status, for show apns */
+#define APNS_STATUSES		{ 200, 400, 403, 405, 410, 413, 429, 500, 503 }
+#define APNS_NSTATUS		10	/* the list, then any other */
 #define RATE_LIMIT_DEFAULT	5
 #define EXPIRATION_DEFAULT	86400
 
@@ -317,6 +320,7 @@ struct ctl_apns {
 	uint64_t	 ca_operator;
 	uint64_t	 ca_transient;
 	uint64_t	 ca_queue_full;
+	uint64_t	 ca_status[APNS_NSTATUS];	/* APNS_STATUSES, other */
 	char		 ca_lasterr[128];
 };
 
@@ -1122,6 +1126,7 @@ struct apns_stats {
 	uint64_t	 as_sent;		/* streams opened, retries too */
 	uint64_t	 as_retries;
 	uint64_t	 as_kind[APNS_KIND_MAX];
+	uint64_t	 as_status[APNS_NSTATUS];	/* every response */
 	uint64_t	 as_connects;		/* connections made */
 	uint64_t	 as_connfail;
 	char		 as_lasterr[APNS_ERR_MAX];

@@ -872,7 +872,10 @@ json_time(const char *name, int64_t t)
 static void
 show_apns(struct imsg *imsg)
 {
+	static const int statuses[] = APNS_STATUSES;
 	struct ctl_apns	 ca;
+	char		 key[16];
+	int		 i;
 
 	IMSG_SIZE_CHECK(imsg, &ca);
 	memcpy(&ca, imsg->data, sizeof(ca));
@@ -897,6 +900,15 @@ show_apns(struct imsg *imsg)
 		json_uint("operator", ca.ca_operator);
 		json_uint("transient", ca.ca_transient);
 		json_uint("queue_full", ca.ca_queue_full);
+		json_open("by_status", '{');
+		for (i = 0; i < APNS_NSTATUS; i++) {
+			if (i < APNS_NSTATUS - 1)
+				snprintf(key, sizeof(key), "%d", statuses[i]);
+			else
+				strlcpy(key, "other", sizeof(key));
+			json_uint(key, ca.ca_status[i]);
+		}
+		json_close();
 		json_str("last_error", ca.ca_lasterr);
 		json_close();
 		return;
@@ -914,6 +926,16 @@ show_apns(struct imsg *imsg)
 	    ", operator %" PRIu64 ", transient %" PRIu64 ", queue full %"
 	    PRIu64 "\n", ca.ca_ok, ca.ca_dead, ca.ca_throttled,
 	    ca.ca_operator, ca.ca_transient, ca.ca_queue_full);
+	printf("  responses by status:");
+	for (i = 0; i < APNS_NSTATUS; i++)
+		if (ca.ca_status[i] > 0) {
+			if (i < APNS_NSTATUS - 1)
+				printf(" %d: %" PRIu64, statuses[i],
+				    ca.ca_status[i]);
+			else
+				printf(" other: %" PRIu64, ca.ca_status[i]);
+		}
+	printf("\n");
 	printf("  last error: %s\n", ca.ca_lasterr[0] ? ca.ca_lasterr : "-");
 }
 

@@ -181,6 +181,8 @@ check "publish after unregister: item-not-found" \
     [ "$(field "$T/gone.json" publish condition)" = item-not-found ]
 out=$("$CTL" -s "$d/sock" show apns)
 check "show apns counts the outcomes" sh -c "echo \"\$1\" | grep -q 'dead token 2'" x "$out"
+check "show apns counts responses by status (410 twice, 403 once)" \
+    sh -c "echo \"\$1\" | grep -q 'responses by status:.* 403: 1 410: 2'" x "$out"
 
 "$CTL" -s "$d/sock" -j show stats >"$T/stats.json"
 check "show stats: the counters add up" /usr/bin/python3 -c '
