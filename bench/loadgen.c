@@ -50,6 +50,7 @@
 #include <tls.h>
 
 #include "monalpushd.h"
+#include "bench.h"
 
 #define LG_FROM			"example.test"
 #define LG_TO			"push.localhost"
@@ -60,7 +61,6 @@
 #define LG_WBUF_MAX		(8 * 1024 * 1024)
 #define LG_CONNECTING_MAX	64	/* handshakes at once */
 #define LG_PROCS_MAX		8
-#define LG_LAT_MAX		(64 * 1024 * 1024)
 #define LG_TICK_US		1000	/* pacing timer for -r */
 #define LG_SETUP_TIMEOUT	300	/* seconds for all streams to come up */
 #define LG_DRAIN_TIMEOUT	10	/* seconds for the last replies */
@@ -127,9 +127,7 @@ static uint64_t			 lg_mreplies, lg_msent;
 static int			 lg_window, lg_rate, lg_measuring, lg_stop;
 static int			 lg_rr;
 static uint64_t			 lg_t0;
-static uint32_t			*lg_lat;
-static size_t			 lg_nlat, lg_latsize;
-static uint64_t			 lg_maxlat;
+static struct lat		 lg_lat;
 static struct lg_proc		 lg_procs[LG_PROCS_MAX];
 static int			 lg_nprocs;
 static struct event		 lg_tickev;
@@ -145,19 +143,7 @@ static const char lg_header[] =
 /* PROTOCOL.md section 4: id, node, secret. */
 static const char lg_publish[] =
 	"<iq type='set' from='" LG_FROM "' to='" LG_TO "' id='%x'>"
-	"<pubsub xmlns='http://jabber.org/protocol/pubsub'>"
-	"<publish node='%s'><item>"
-	"<notification xmlns='urn:xmpp:push:0'>"
-	"<x xmlns='jabber:x:data' type='submit'>"
-	"<field var='FORM_TYPE'><value>urn:xmpp:push:summary</value></field>"
-	"<field var='message-count'><value>1</value></field>"
-	"<field var='last-message-body'><value>New Message!</value></field>"
-	"</x></notification></item></publish>"
-	"<publish-options><x xmlns='jabber:x:data' type='submit'>"
-	"<field var='FORM_TYPE'><value>"
-	"http://jabber.org/protocol/pubsub#publish-options</value></field>"
-	"<field var='secret'><value>%s</value></field>"
-	"</x></publish-options></pubsub></iq>";
+	BENCH_PUBSUB "</iq>";
 
 static void	 conn_event(int, short, void *);
 static void	 conn_step(struct lg_conn *);
@@ -177,79 +163,7 @@ usage(void)
 	exit(1);
 }
 
-static uint64_t
-now_ns(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec);
-}
-
 /* Processes watched */
-
-static long long
-proc_cpu(pid_t pid)
-{
-	char		 path[64], buf[1024], *p;
-	unsigned long	 ut, st;
-	ssize_t		 n;
-	int		 fd, i;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY)) == -1)
-		return (-1);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return (-1);
-	buf[n] = '\0';
-	if ((p = strrchr(buf, ')')) == NULL)
-		return (-1);
-	for (i = 2; i < 14 && p != NULL; i++)
-		p = strchr(p + 1, ' ');
-	if (p == NULL || sscanf(p + 1, "%lu %lu", &ut, &st) != 2)
-		return (-1);
-	return ((long long)(ut + st));
-}
-
-/* Machine-wide jiffies: all, and idle plus iowait. */
-static void
-stat_cpu(unsigned long long *total, unsigned long long *idle)
-{
-	unsigned long long	 v[8];
-	FILE			*fp;
-	int			 i, n = 0;
-
-	*total = *idle = 0;
-	if ((fp = fopen("/proc/stat", "r")) == NULL)
-		return;
-	n = fscanf(fp, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
-	    &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
-	fclose(fp);
-	for (i = 0; i < n; i++)
-		*total += v[i];
-	if (n >= 5)
-		*idle = v[3] + v[4];
-}
-
-/* VmRSS in KiB, -1 when unreadable. */
-static long
-proc_rss(pid_t pid)
-{
-	char	 path[64], line[256];
-	FILE	*fp;
-	long	 kb = -1;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if ((fp = fopen(path, "r")) == NULL)
-		return (-1);
-	while (fgets(line, sizeof(line), fp) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(fp);
-	return (kb);
-}
 
 static void
 procs_add(const char *arg)
@@ -266,44 +180,6 @@ procs_add(const char *arg)
 	if (errstr != NULL)
 		errx(1, "-P %s: pid %s", arg, errstr);
 	lg_nprocs++;
-}
-
-/* Latency samples */
-
-static void
-lat_add(uint64_t ns)
-{
-	uint32_t	*n;
-	uint64_t	 us = ns / 1000;
-
-	if (us > lg_maxlat)
-		lg_maxlat = us;
-	if (lg_nlat == lg_latsize) {
-		if (lg_latsize >= LG_LAT_MAX)
-			return;
-		lg_latsize = lg_latsize ? lg_latsize * 2 : 1024 * 1024;
-		if ((n = reallocarray(lg_lat, lg_latsize, sizeof(*n))) ==
-		    NULL)
-			err(1, "%s", __func__);
-		lg_lat = n;
-	}
-	lg_lat[lg_nlat++] = us > UINT32_MAX ? UINT32_MAX : us;
-}
-
-static int
-lat_cmp(const void *a, const void *b)
-{
-	uint32_t	 x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return (x < y ? -1 : x > y);
-}
-
-static uint32_t
-lat_pct(double p)
-{
-	if (lg_nlat == 0)
-		return (0);
-	return (lg_lat[(size_t)(p / 100.0 * (lg_nlat - 1) + 0.5)]);
 }
 
 /* Output */
@@ -518,7 +394,7 @@ reply_got(const char *type, const char *id)
 		lg_errors++;
 	if (lg_measuring) {
 		lg_mreplies++;
-		lat_add(t - s->s_start);
+		lat_add(&lg_lat, t - s->s_start);
 	}
 	s->s_start = 0;
 	if (lg_window > 0 && !lg_stop)
@@ -949,14 +825,14 @@ cmd_run(int seconds, int warmup)
 	lg_measuring = 1;
 	getrusage(RUSAGE_SELF, &ru0);
 	procs_snap();
-	stat_cpu(&tot0, &idle0);
+	stat_cpu(-1, &tot0, &idle0);
 	t1 = now_ns();
 	end = t1 + (uint64_t)seconds * 1000000000ULL;
 	while (now_ns() < end && lg_nready > 0)
 		loop_once((end - now_ns()) / 1000000 + 1);
 	t2 = now_ns();
 	getrusage(RUSAGE_SELF, &ru1);
-	stat_cpu(&tot1, &idle1);
+	stat_cpu(-1, &tot1, &idle1);
 	secs = (t2 - t1) / 1e9;
 	lg_measuring = 0;
 	lg_stop = 1;
@@ -969,11 +845,8 @@ cmd_run(int seconds, int warmup)
 	while (lg_inflight > 0 && now_ns() < end && lg_nready > 0)
 		loop_once(100);
 
-	cpu = (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
-	    (ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
-	    ((ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) +
-	    (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec)) / 1e6;
-	qsort(lg_lat, lg_nlat, sizeof(*lg_lat), lat_cmp);
+	cpu = rusage_secs(&ru0, &ru1);
+	lat_sort(&lg_lat);
 	printf("loadgen streams=%d %s=%d seconds=%.2f sent=%llu "
 	    "replies=%llu rate=%.0f offered=%.0f p50_us=%u p90_us=%u "
 	    "p99_us=%u max_us=%llu results=%llu errors=%llu unmatched=%llu "
@@ -981,8 +854,9 @@ cmd_run(int seconds, int warmup)
 	    lg_rate > 0 ? "target" : "window",
 	    lg_rate > 0 ? lg_rate : lg_window, secs,
 	    (unsigned long long)lg_msent, (unsigned long long)lg_mreplies,
-	    lg_mreplies / secs, lg_msent / secs, lat_pct(50), lat_pct(90),
-	    lat_pct(99), (unsigned long long)lg_maxlat,
+	    lg_mreplies / secs, lg_msent / secs, lat_pct(&lg_lat, 50),
+	    lat_pct(&lg_lat, 90), lat_pct(&lg_lat, 99),
+	    (unsigned long long)lg_lat.l_max,
 	    (unsigned long long)lg_results, (unsigned long long)lg_errors,
 	    (unsigned long long)lg_unmatched,
 	    (unsigned long long)lg_inflight, 100.0 * cpu / secs);
@@ -1033,9 +907,7 @@ cmd_populate(int argc, char *argv[])
 		    rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7],
 		    rnd[8], rnd[9], rnd[10], rnd[11], rnd[12], rnd[13],
 		    rnd[14], rnd[15]);
-		for (j = 0; j < TOKEN_MIN; j++)
-			token[j] = "0123456789abcdef"[arc4random_uniform(16)];
-		token[TOKEN_MIN] = '\0';
+		bench_token(token);
 		if ((r = registry_register(reg, REG_TYPE_APNS, argv[3], node,
 		    token, argv[4], now, secret)) != REG_OK)
 			errx(1, "register %s: %s %s", node,
@@ -1057,7 +929,7 @@ cmd_populate(int argc, char *argv[])
 int
 main(int argc, char *argv[])
 {
-	const char	*certdir = NULL, *nodefile = NULL, *errstr, *cmd;
+	const char	*certdir = NULL, *nodefile = NULL, *cmd;
 	int		 ch, streams = 1, seconds = 5, warmup = 1, i;
 	long		 rss1;
 
@@ -1076,14 +948,10 @@ main(int argc, char *argv[])
 	while ((ch = getopt(argc, argv, "a:c:d:N:P:p:qr:t:W:w:")) != -1) {
 		switch (ch) {
 		case 'a':
-			lg_naddrs = strtonum(optarg, 1, 254, &errstr);
-			if (errstr != NULL)
-				errx(1, "-a %s: %s", optarg, errstr);
+			lg_naddrs = optnum(ch, optarg, 1, 254);
 			break;
 		case 'c':
-			streams = strtonum(optarg, 1, LG_STREAMS_MAX, &errstr);
-			if (errstr != NULL)
-				errx(1, "-c %s: %s", optarg, errstr);
+			streams = optnum(ch, optarg, 1, LG_STREAMS_MAX);
 			break;
 		case 'd':
 			certdir = optarg;
@@ -1095,32 +963,22 @@ main(int argc, char *argv[])
 			procs_add(optarg);
 			break;
 		case 'p':
-			lg_port = strtonum(optarg, 1, 65535, &errstr);
-			if (errstr != NULL)
-				errx(1, "-p %s: %s", optarg, errstr);
+			lg_port = optnum(ch, optarg, 1, 65535);
 			break;
 		case 'q':
 			lg_quickack = 1;
 			break;
 		case 'r':
-			lg_rate = strtonum(optarg, 1, 10000000, &errstr);
-			if (errstr != NULL)
-				errx(1, "-r %s: %s", optarg, errstr);
+			lg_rate = optnum(ch, optarg, 1, 10000000);
 			break;
 		case 't':
-			seconds = strtonum(optarg, 1, 3600, &errstr);
-			if (errstr != NULL)
-				errx(1, "-t %s: %s", optarg, errstr);
+			seconds = optnum(ch, optarg, 1, 3600);
 			break;
 		case 'W':
-			warmup = strtonum(optarg, 0, 3600, &errstr);
-			if (errstr != NULL)
-				errx(1, "-W %s: %s", optarg, errstr);
+			warmup = optnum(ch, optarg, 0, 3600);
 			break;
 		case 'w':
-			lg_window = strtonum(optarg, 1, LG_SLOTS / 2, &errstr);
-			if (errstr != NULL)
-				errx(1, "-w %s: %s", optarg, errstr);
+			lg_window = optnum(ch, optarg, 1, LG_SLOTS / 2);
 			break;
 		default:
 			usage();

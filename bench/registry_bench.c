@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "monalpushd.h"
+#include "bench.h"
 
 #define BENCH_RECORDS	1000000
 #define BENCH_LOOKUPS	1000000
@@ -39,15 +40,6 @@ struct node {
 };
 
 static const char	*apps[BENCH_APPS] = { "monalProdiOS", "monalProdMac" };
-
-static double
-now(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec + ts.tv_nsec / 1e9);
-}
 
 static void
 random_node(char *buf)

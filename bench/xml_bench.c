@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "monalpushd.h"
+#include "bench.h"
 
 #define BENCH_N_DEFAULT	200000
 #define BENCH_N_MAX	10000000
@@ -29,19 +30,7 @@ static const char header[] =
 
 static const char publish[] =
 	"<iq type='set' from='example.com' to='push.example.org' id='%08x'>"
-	"<pubsub xmlns='http://jabber.org/protocol/pubsub'>"
-	"<publish node='%s'><item>"
-	"<notification xmlns='urn:xmpp:push:0'>"
-	"<x xmlns='jabber:x:data' type='submit'>"
-	"<field var='FORM_TYPE'><value>urn:xmpp:push:summary</value></field>"
-	"<field var='message-count'><value>1</value></field>"
-	"<field var='last-message-body'><value>New Message!</value></field>"
-	"</x></notification></item></publish>"
-	"<publish-options><x xmlns='jabber:x:data' type='submit'>"
-	"<field var='FORM_TYPE'><value>"
-	"http://jabber.org/protocol/pubsub#publish-options</value></field>"
-	"<field var='secret'><value>%s</value></field>"
-	"</x></publish-options></pubsub></iq>\n";
+	BENCH_PUBSUB "</iq>\n";
 
 static long	 nstanzas;
 static long	 nelements;
@@ -70,15 +59,6 @@ raw_start(void *arg, const XML_Char *name, const XML_Char **atts)
 static void XMLCALL
 raw_end(void *arg, const XML_Char *name)
 {
-}
-
-static double
-now(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec + ts.tv_nsec / 1e9);
 }
 
 static void
