@@ -33,22 +33,26 @@ sandbox_parent(void)
 		fatal("%s: pledge", __func__);
 }
 
+/* xmppe and apnse: the network, descriptors from the parent, no files. */
+static void
+sandbox_network(const char *who)
+{
+	if (unveil("/", "") == -1 || unveil(NULL, NULL) == -1)
+		fatal("%s: unveil", who);
+	if (pledge("stdio inet dns recvfd", NULL) == -1)
+		fatal("%s: pledge", who);
+}
+
 void
 sandbox_xmppe(void)
 {
-	if (unveil("/", "") == -1 || unveil(NULL, NULL) == -1)
-		fatal("%s: unveil", __func__);
-	if (pledge("stdio inet dns recvfd", NULL) == -1)
-		fatal("%s: pledge", __func__);
+	sandbox_network(__func__);
 }
 
 void
 sandbox_apnse(void)
 {
-	if (unveil("/", "") == -1 || unveil(NULL, NULL) == -1)
-		fatal("%s: unveil", __func__);
-	if (pledge("stdio inet dns recvfd", NULL) == -1)
-		fatal("%s: pledge", __func__);
+	sandbox_network(__func__);
 }
 
 void

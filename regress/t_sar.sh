@@ -15,29 +15,12 @@ TOK_U2=$(tok a2)
 TOK_O=$(tok b1)
 TOK_E=$(tok b2)
 
+conf_base sar >/dev/null	# sets $port
 d=$T/sar
-mkdir -p "$d"
-port=$(free_port)
 peerport=$(free_port)
-cat >"$d/monalpush.conf" <<CONF
-listen on 127.0.0.1 port $port
-domain "push.localhost" {
-	certificate "$T/push.localhost.pem"
-	key "$T/push.localhost.key"
-}
-app "monalProdiOS" {
-	topic "G7YU7X7KRJ.SworIM"
-	environment sandbox
-	host "127.0.0.1"
-	port 1
-	certificate "$T/push.localhost.pem" key "$T/push.localhost.key"
-	default
-}
+cat >>"$d/monalpush.conf" <<CONF
 ca file "$T/ca.pem"
 route "example.test" to 127.0.0.1 port $peerport
-log directory "$d/log"
-database "$d/db"
-control socket "$d/sock"
 CONF
 unset MONALPUSHD_TEST_SAR_EXPIRY
 start_daemon "$d" || { fail "daemon starts"; finish; }
